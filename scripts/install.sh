@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# One install path for README, CI and the Dockerfile: a virtual environment in .venv with the core
+# requirements (CPU torch from the pinned release), the package itself, and optional extras.
+#   scripts/install.sh            core install
+#   scripts/install.sh test piper core + test tools + the optional GPL Piper engine
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+VENV=${VIBEVOICE_VENV:-.venv}
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+pip() { "$VENV/bin/python" -m pip "$@"; }
+pip install --quiet --disable-pip-version-check --upgrade pip
+reqs=(-r requirements.txt)
+for extra in "$@"; do reqs+=(-r "requirements-$extra.txt"); done
+pip install --quiet --disable-pip-version-check "${reqs[@]}"
+pip install --quiet --disable-pip-version-check --no-deps -e .
