@@ -1,0 +1,171 @@
+"""``vibevoice`` on the command line: a thin shell over script → voices → render → export.
+
+Errors go to stderr with the script line they concern and a non-zero exit code (2 for bad input,
+1 for a failed render, 130 for Ctrl-C); a stopped render always says how to resume it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import paths
+from .engines import get_engine
+from .export import export_job
+from .render import Job, RenderError, RenderSettings
+from .script import ScriptError, parse_script
+from .voices import VoiceError, assign_voices, load_templates, parse_assignment
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
+out = Console()
+err = Console(stderr=True)
+
+ScriptArg = Annotated[Path, typer.Argument(help="dialogue script (UTF-8 text); '-' reads standard input")]
+
+
+@app.command()
+def render(
+    script: ScriptArg,
+    output: Annotated[Path, typer.Option("-o", "--output", help="main output file (.mp3 or .wav)")] = Path("out.mp3"),
+    voice: Annotated[Optional[list[str]], typer.Option("--voice", "-v", help="SPEAKER=VOICE_ID, repeatable")] = None,
+    job_dir: Annotated[Optional[Path], typer.Option(help="where chunks and progress are kept")] = None,
+    resume: Annotated[bool, typer.Option(help="continue the job in --job-dir; edited lines re-render")] = False,
+    force: Annotated[bool, typer.Option(help="discard a previous job in --job-dir and start over")] = False,
+    speed: Annotated[float, typer.Option(min=0.5, max=2.0, help="speaking-rate multiplier")] = 1.0,
+    stems: Annotated[bool, typer.Option(help="also write one WAV per speaker")] = False,
+    mp3_kbps: Annotated[int, typer.Option(min=32, max=320)] = 96,
+) -> None:
+    """Render SCRIPT to audio with subtitles (WAV, MP3, SRT, VTT), resumably."""
+    text = _read_script(script)
+    parsed = _parse(text)
+    job_dir = job_dir or _default_job_dir(script)
+    previous = Job.open(job_dir) if (job_dir / "job.json").exists() else None
+    if previous and not resume and not force:
+        done = sum(c.status == "done" for c in previous.manifest.chunks)
+        _fail(f"{job_dir} already holds a job ({done} of {len(previous.manifest.chunks)} chunks done). "
+              "Add --resume to continue it (edited lines are re-rendered, the rest is reused) or --force to start over.")
+    if force and previous:
+        shutil.rmtree(job_dir / "chunks", ignore_errors=True)
+        (job_dir / "job.json").unlink()
+        previous = None
+    try:
+        requested = parse_assignment(voice or [])
+        kept = {s: v.id for s, v in previous.manifest.voices.items() if s in parsed.speakers} if previous else {}
+        voices = assign_voices(parsed.speakers, _languages(parsed), {**kept, **requested}, load_templates())
+        job = Job.create(job_dir, text, voices, RenderSettings(speed=speed))
+    except (VoiceError, ValueError) as error:
+        _fail(str(error))
+    _print_assignment(job)
+    reused = len(job.manifest.chunks) - len(job.pending)
+    if reused:
+        out.print(f"Reusing {reused} finished chunk(s); {len(job.pending)} to render.")
+    try:
+        _render_with_progress(job)
+        outputs = export_job(job, output, stems=stems, mp3_kbps=mp3_kbps)
+    except KeyboardInterrupt:
+        err.print(f"Stopped. Nothing rendered is lost; continue with:\n  vibevoice render {script} -o {output} "
+                  f"--job-dir {job_dir} --resume")
+        raise typer.Exit(130)
+    except RenderError as error:
+        err.print(f"[red]error:[/red] {error}\n  continue with: vibevoice render {script} -o {output} "
+                  f"--job-dir {job_dir} --resume", highlight=False)
+        raise typer.Exit(1)
+    for kind, path in outputs.items():
+        out.print(f"{kind:>4}: {path}", highlight=False)
+
+
+@app.command()
+def check(script: ScriptArg) -> None:
+    """Validate SCRIPT; print its speakers, lines, estimated duration and render time."""
+    parsed = _parse(_read_script(script))
+    voices = assign_voices(parsed.speakers, _languages(parsed), {}, load_templates())
+    seconds = parsed.estimated_seconds()
+    table = Table("speaker", "lines", "default voice")
+    for speaker in parsed.speakers:
+        count = sum(line.speaker == speaker for line in parsed.lines)
+        table.add_row(speaker, str(count), voices[speaker].id)
+    out.print(table)
+    rtf = max(get_engine(v.engine).capabilities.typical_rtf for v in voices.values())
+    out.print(f"{len(parsed.lines)} lines, about {_clock(seconds)} of audio; "
+              f"rendering takes about {_clock(seconds * rtf)} on a 2-core CPU.")
+
+
+@app.command("voices")
+def list_voices() -> None:
+    """List voice templates (presets and your saved ones)."""
+    table = Table("id", "name", "engine", "languages", "description")
+    for t in load_templates().values():
+        table.add_row(t.id, t.name, t.engine, ",".join(t.languages), t.description)
+    out.print(table)
+
+
+def _read_script(path: Path) -> bytes:
+    try:
+        return sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
+    except OSError as error:
+        _fail(f"cannot read {path}: {error.strerror}")
+
+
+def _parse(text):
+    try:
+        return parse_script(text)
+    except ScriptError as error:
+        err.print(f"[red]The script has {len(error.problems)} problem(s):[/red]")
+        err.print(str(error), highlight=False, markup=False)
+        raise typer.Exit(2)
+
+
+def _languages(parsed) -> dict[str, set[str]]:
+    langs: dict[str, set[str]] = {}
+    for line in parsed.lines:
+        langs.setdefault(line.speaker, set()).add(line.language)
+    return langs
+
+
+def _render_with_progress(job: Job) -> None:
+    columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+               TimeElapsedColumn(), TextColumn("ETA {task.fields[eta]}"), TextColumn("{task.fields[line]}")]
+    with Progress(*columns, console=err, transient=False) as bar:
+        task = bar.add_task("rendering", total=len(job.manifest.chunks), line="", eta="-:--")
+
+        def update(p) -> None:
+            line = f"{p.speaker}: {p.text[:40]}" if p.text else "done"
+            bar.update(task, completed=p.done, line=line, eta=_clock(p.eta) if p.eta is not None else "-:--")
+
+        job.render(progress=update)
+
+
+def _print_assignment(job: Job) -> None:
+    assignment = ", ".join(f"{s} → {v.id}" for s, v in job.manifest.voices.items())
+    out.print(f"Voices: {assignment}", highlight=False)
+
+
+def _default_job_dir(script: Path) -> Path:
+    """One job per script file, so re-running the same command after a crash finds its job."""
+    if str(script) == "-":
+        return paths.jobs_dir() / "stdin"
+    tag = hashlib.sha256(str(script.resolve()).encode()).hexdigest()[:8]
+    return paths.jobs_dir() / f"{script.stem}-{tag}"
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
+        f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def _fail(message: str) -> None:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(2)
+
+
+if __name__ == "__main__":
+    app()

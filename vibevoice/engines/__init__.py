@@ -1,0 +1,31 @@
+"""Acoustic engines, looked up by the name a voice template gives (``kokoro``, ``piper``, ...)."""
+
+from __future__ import annotations
+
+import functools
+
+from .base import SAMPLE_RATE, Capabilities, ChunkAudio, Engine, Segment
+
+__all__ = ["SAMPLE_RATE", "Capabilities", "ChunkAudio", "Engine", "Segment", "get_engine", "available_engines"]
+
+
+def available_engines() -> list[str]:
+    from . import piper
+
+    return ["kokoro"] + (["piper"] if piper.available() else [])
+
+
+@functools.cache
+def get_engine(name: str) -> Engine:
+    """One shared instance per engine, so model weights load once per process."""
+    if name == "kokoro":
+        from .kokoro import KokoroEngine
+
+        return KokoroEngine()
+    if name == "piper":
+        from . import piper
+
+        if not piper.available():
+            raise ValueError("the Piper engine is an optional extra: install it with `pip install '.[piper]'`")
+        return piper.PiperEngine()
+    raise ValueError(f"unknown engine {name!r}; available: {', '.join(available_engines())}")

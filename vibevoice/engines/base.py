@@ -1,0 +1,126 @@
+"""The engine interface every acoustic engine implements, small on purpose.
+
+An engine says what it can do (``Capabilities``), turns a chunk of script into audio
+(``synthesize``), and, if it carries state from one chunk to the next (VibeVoice's KV cache), saves and
+restores that state so a killed job resumes where it stopped. The renderer owns everything else:
+chunking, the job directory, retries, progress. Adding an engine means one file plus its presets.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..voices import VoiceTemplate
+
+SAMPLE_RATE = 24_000  # every engine delivers 24 kHz mono float32; resampling happens inside the engine
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    name: str
+    languages: frozenset[str]
+    max_speakers: int
+    cloning: bool
+    stateful: bool
+    # True when output depends on a random seed (then the seed is part of each chunk's cache key).
+    seeded: bool = False
+    # Plan fields the engine honours ("rate", "pause_before", "emotion", ...); the rest are reported.
+    plan_fields: frozenset[str] = frozenset()
+    # Longest text the engine speaks in one call; longer lines are split at sentence boundaries.
+    max_chunk_chars: int = 400
+    # Seconds of compute per second of audio on a 2-core CPU, for estimates (measured in bench/).
+    typical_rtf: float = 1.0
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Words of one script line (or part of a long one) to speak in one voice."""
+
+    line_index: int
+    speaker: str
+    text: str
+    language: str
+    speed: float = 1.0
+
+
+@dataclass
+class ChunkAudio:
+    audio: np.ndarray  # float32, mono, SAMPLE_RATE
+    # (line_index, start_sample, end_sample) for each segment, so subtitles know where a line is.
+    spans: list[tuple[int, int, int]] = field(default_factory=list)
+
+
+class Engine(ABC):
+    capabilities: Capabilities
+    # Part of every chunk's cache key: bump when the same input would give different audio.
+    version: str = "1"
+
+    def check_voice(self, voice: VoiceTemplate) -> None:
+        """Raise ValueError with a user-facing reason when this engine cannot use ``voice``."""
+        if voice.engine != self.capabilities.name:
+            raise ValueError(f"voice {voice.id!r} is for the {voice.engine} engine, not {self.capabilities.name}")
+
+    @abstractmethod
+    def synthesize(self, segments: list[Segment], voices: dict[str, VoiceTemplate]) -> ChunkAudio:
+        """Speak ``segments`` (in order) with ``voices`` keyed by speaker."""
+
+    def save_state(self, directory: Path) -> None:
+        """Persist carried state after a finished chunk (stateless engines keep none)."""
+
+    def load_state(self, directory: Path) -> None:
+        """Restore what ``save_state`` wrote, before resuming."""
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?;。！？；…])\s*")
+_PHRASE_END = re.compile(r"(?<=[,:，、：])\s*")
+
+
+def split_text(text: str, max_chars: int) -> list[str]:
+    """Split ``text`` into pieces of at most ``max_chars``, at sentence ends, else phrase ends, else spaces.
+
+    Sentences are packed greedily so a long monologue becomes few, natural pieces instead of one
+    piece per sentence (each call to an engine costs a little start-up time and breath).
+    """
+    if len(text) <= max_chars:
+        return [text]
+    pieces: list[str] = []
+    for sentence in _pieces(text, _SENTENCE_END):
+        if len(sentence) > max_chars:
+            pieces.extend(_hard_split(sentence, max_chars))
+        elif pieces and len(pieces[-1]) + 1 + len(sentence) <= max_chars:
+            pieces[-1] = _join(pieces[-1], sentence)
+        else:
+            pieces.append(sentence)
+    return pieces
+
+
+def _hard_split(sentence: str, max_chars: int) -> list[str]:
+    out: list[str] = []
+    for phrase in _pieces(sentence, _PHRASE_END):
+        while len(phrase) > max_chars:
+            cut = phrase.rfind(" ", 0, max_chars)
+            cut = cut if cut > 0 else max_chars
+            out.append(phrase[:cut].strip())
+            phrase = phrase[cut:].strip()
+        if out and len(out[-1]) + 1 + len(phrase) <= max_chars:
+            out[-1] = _join(out[-1], phrase)
+        elif phrase:
+            out.append(phrase)
+    return out
+
+
+def _pieces(text: str, pattern: re.Pattern) -> list[str]:
+    return [p.strip() for p in pattern.split(text) if p.strip()]
+
+
+_CJK = re.compile(r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef]")
+
+
+def _join(left: str, right: str) -> str:
+    """Join two pieces with a space, except inside Chinese text, which has none."""
+    return left + ("" if _CJK.match(left[-1:]) else " ") + right

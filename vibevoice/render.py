@@ -1,0 +1,288 @@
+"""The long-form renderer: a job directory that survives Ctrl-C, SIGKILL, a full disk and edits.
+
+A job is a script, a voice per speaker and settings. It is cut into chunks (a script line, or a
+sentence group of a long line); every finished chunk is written atomically to ``chunks/`` and recorded
+in ``job.json`` before the next one starts, so at any moment the directory holds everything rendered
+so far. A chunk's file name is a hash of what determines its audio (engine version, voice, text,
+speed), so re-running a job skips finished chunks and editing one line re-renders only that line.
+
+Layout of a job directory::
+
+    job.json          the manifest (script, voices, settings, chunk list with status)
+    chunks/<key>.wav  finished chunks, float32 mono 24 kHz
+    state/            carried engine state, for stateful engines
+    out/              exports written by ``export``
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import soundfile as sf
+from pydantic import BaseModel, Field
+
+from . import __version__
+from .engines import SAMPLE_RATE, Segment, get_engine
+from .engines.base import split_text
+from .script import Script, parse_script
+from .voices import VoiceTemplate
+
+MANIFEST = "job.json"
+
+
+class RenderSettings(BaseModel):
+    speed: float = Field(default=1.0, ge=0.5, le=2.0, description="multiplies every voice's own speed")
+    seed: int = Field(default=0, description="for engines that sample; Kokoro is deterministic")
+    turn_gap: float = Field(default=0.45, ge=0, le=5, description="seconds of silence when the speaker changes")
+    line_gap: float = Field(default=0.25, ge=0, le=5, description="seconds between lines of one speaker")
+
+
+class ChunkRecord(BaseModel):
+    index: int
+    key: str
+    line_index: int
+    speaker: str
+    text: str
+    status: Literal["pending", "done", "failed"] = "pending"
+    samples: int = 0
+    render_seconds: float = 0.0
+    error: str | None = None
+
+    @property
+    def file(self) -> str:
+        return f"chunks/{self.key}.wav"
+
+
+class Manifest(BaseModel):
+    format: int = 1
+    job_id: str
+    tool: str = f"vibevoice-webui {__version__}"
+    created: str
+    updated: str
+    status: Literal["pending", "rendering", "done", "interrupted", "failed"] = "pending"
+    message: str | None = None
+    script: str
+    voices: dict[str, VoiceTemplate]
+    settings: RenderSettings
+    chunks: list[ChunkRecord]
+    outputs: dict[str, str] = Field(default_factory=dict)
+
+
+@dataclass
+class Progress:
+    done: int
+    total: int
+    audio_seconds: float
+    elapsed: float
+    eta: float | None
+    line_index: int | None
+    speaker: str | None
+    text: str | None
+
+
+class RenderError(RuntimeError):
+    """A render stopped; the job directory is intact and ``--resume`` continues it."""
+
+
+class Job:
+    def __init__(self, directory: Path, manifest: Manifest) -> None:
+        self.dir = Path(directory)
+        self.manifest = manifest
+        self.script: Script = parse_script(manifest.script)
+
+    # -- creating and opening ------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, directory: Path, script_text: str, voices: dict[str, VoiceTemplate],
+               settings: RenderSettings | None = None) -> "Job":
+        """Start a job, or update the one already in ``directory`` keeping every finished chunk."""
+        directory = Path(directory)
+        settings = settings or RenderSettings()
+        script = parse_script(script_text)
+        check_voices(script, voices)
+        now = _now()
+        old = cls.open(directory).manifest if (directory / MANIFEST).exists() else None
+        chunks = plan_chunks(script, voices, settings)
+        done = {c.key: c for c in old.chunks if c.status == "done"} if old else {}
+        for chunk in chunks:
+            if chunk.key in done and (directory / chunk.file).exists():
+                chunk.status, chunk.samples = "done", done[chunk.key].samples
+                chunk.render_seconds = done[chunk.key].render_seconds
+        manifest = Manifest(
+            job_id=old.job_id if old else uuid.uuid4().hex[:12], created=old.created if old else now, updated=now,
+            script=script_text, voices=voices, settings=settings, chunks=chunks,
+        )
+        job = cls(directory, manifest)
+        job.save()
+        return job
+
+    @classmethod
+    def open(cls, directory: Path) -> "Job":
+        path = Path(directory) / MANIFEST
+        if not path.exists():
+            raise RenderError(f"{directory} holds no job (no {MANIFEST}); start one with `vibevoice render SCRIPT`")
+        return cls(directory, Manifest.model_validate_json(path.read_text("utf-8")))
+
+    # -- rendering -----------------------------------------------------------------------------------
+
+    @property
+    def pending(self) -> list[ChunkRecord]:
+        return [c for c in self.manifest.chunks if c.status != "done" or not (self.dir / c.file).exists()]
+
+    def render(self, progress: Callable[[Progress], None] | None = None,
+               on_chunk: Callable[[ChunkRecord, np.ndarray], None] | None = None,
+               stop: threading.Event | None = None) -> Manifest:
+        """Render every chunk that is not finished yet. Safe to call again after any failure."""
+        todo = self.pending
+        total, started = len(self.manifest.chunks), time.monotonic()
+        todo_chars, done_chars, failures = sum(len(c.text) for c in todo), 0, []
+        self._set_status("rendering")
+        try:
+            for chunk in todo:
+                if stop is not None and stop.is_set():
+                    raise KeyboardInterrupt
+                self._report(progress, chunk, started, done_chars, todo_chars)
+                audio = self._render_chunk(chunk)
+                if audio is None:
+                    failures.append(chunk)
+                    continue
+                done_chars += len(chunk.text)
+                if on_chunk:
+                    on_chunk(chunk, audio)
+        except KeyboardInterrupt:
+            self._set_status("interrupted", "stopped by the user; resume to continue")
+            raise
+        except OSError as err:
+            reason = "the disk is full" if err.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT) else str(err)
+            self._set_status("failed", f"could not write to {self.dir}: {reason}")
+            raise RenderError(f"{self.manifest.message}. Finished chunks are kept; free space and resume.") from err
+        self._report(progress, None, started, done_chars, todo_chars)
+        if failures:
+            lines = ", ".join(str(self.script.lines[c.line_index].source_line) for c in failures)
+            self._set_status("failed", f"{len(failures)} chunk(s) failed (script lines {lines}): {failures[0].error}")
+            raise RenderError(f"{self.manifest.message}. Other chunks are kept; resume to retry.")
+        self._set_status("done")
+        return self.manifest
+
+    def _render_chunk(self, chunk: ChunkRecord) -> np.ndarray | None:
+        voice = self.manifest.voices[chunk.speaker]
+        line = self.script.lines[chunk.line_index]
+        segment = Segment(chunk.line_index, chunk.speaker, chunk.text, line.language,
+                          voice.speed * self.manifest.settings.speed)
+        t0 = time.monotonic()
+        try:
+            result = get_engine(voice.engine).synthesize([segment], {chunk.speaker: voice})
+        except Exception as err:  # an engine bug must not cost the rest of the job
+            chunk.status, chunk.error = "failed", f"{type(err).__name__}: {err}"
+            self.save()
+            return None
+        audio = np.asarray(result.audio, np.float32)
+        write_atomic(self.dir / chunk.file, lambda f: sf.write(f, audio, SAMPLE_RATE, format="WAV", subtype="FLOAT"))
+        chunk.status, chunk.samples, chunk.error = "done", int(audio.size), None
+        chunk.render_seconds = round(time.monotonic() - t0, 3)
+        self.save()
+        return audio
+
+    def _report(self, progress, chunk, started, done_chars, todo_chars) -> None:
+        if progress is None:
+            return
+        elapsed = time.monotonic() - started
+        eta = elapsed / done_chars * (todo_chars - done_chars) if done_chars else None
+        finished = [c for c in self.manifest.chunks if c.status == "done"]
+        progress(Progress(
+            done=len(finished), total=len(self.manifest.chunks),
+            audio_seconds=sum(c.samples for c in finished) / SAMPLE_RATE, elapsed=elapsed, eta=eta,
+            line_index=chunk.line_index if chunk else None, speaker=chunk.speaker if chunk else None,
+            text=chunk.text if chunk else None,
+        ))
+
+    # -- reading back --------------------------------------------------------------------------------
+
+    def chunk_audio(self, chunk: ChunkRecord) -> np.ndarray:
+        audio, rate = sf.read(self.dir / chunk.file, dtype="float32")
+        if rate != SAMPLE_RATE or audio.size != chunk.samples:
+            raise RenderError(f"chunk file {chunk.file} is damaged; delete it and resume to re-render it")
+        return audio
+
+    # -- persistence ---------------------------------------------------------------------------------
+
+    def save(self) -> None:
+        self.manifest.updated = _now()
+        text = self.manifest.model_dump_json(indent=1)
+        write_atomic(self.dir / MANIFEST, lambda f: f.write(text.encode("utf-8")))
+
+    def _set_status(self, status: str, message: str | None = None) -> None:
+        self.manifest.status, self.manifest.message = status, message
+        try:
+            self.save()
+        except OSError:
+            pass  # the disk-full path: the previous manifest is still valid and the chunks are on disk
+
+
+def check_voices(script: Script, voices: dict[str, VoiceTemplate]) -> None:
+    """Every speaker has a voice its engine accepts; raise ValueError naming the speaker otherwise."""
+    missing = [s for s in script.speakers if s not in voices]
+    if missing:
+        raise ValueError(f"no voice for speaker(s) {', '.join(missing)}")
+    for speaker in script.speakers:
+        try:
+            get_engine(voices[speaker].engine).check_voice(voices[speaker])
+        except ValueError as err:
+            raise ValueError(f"speaker {speaker!r}: {err}") from err
+
+
+def plan_chunks(script: Script, voices: dict[str, VoiceTemplate], settings: RenderSettings) -> list[ChunkRecord]:
+    """Cut every line into pieces its engine can speak in one call; key each by what shapes its audio."""
+    chunks: list[ChunkRecord] = []
+    for line in script.lines:
+        voice = voices[line.speaker]
+        engine = get_engine(voice.engine)
+        for text in split_text(line.text, engine.capabilities.max_chunk_chars):
+            key = chunk_key(engine.version, voice, text, line.language, voice.speed * settings.speed,
+                            settings.seed if engine.capabilities.seeded else None)
+            chunks.append(ChunkRecord(index=len(chunks), key=key, line_index=line.index,
+                                      speaker=line.speaker, text=text))
+    return chunks
+
+
+def chunk_key(engine_version: str, voice: VoiceTemplate, text: str, language: str, speed: float,
+              seed: int | None) -> str:
+    identity = {"engine": engine_version, "spec": voice.spec.model_dump(), "text": text,
+                "language": language, "speed": round(speed, 4), "seed": seed}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def write_atomic(path: Path, write: Callable) -> None:
+    """Write via a temporary file in the same directory, fsync, then rename over ``path``.
+
+    A reader (or a resumed job) sees either the old file or the complete new one, never a torn
+    write; on failure the temporary file is removed so a full disk does not fill up further.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

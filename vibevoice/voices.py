@@ -1,0 +1,167 @@
+"""Voice templates: what a speaker sounds like, as validated data.
+
+A template is engine-specific in one place only, its ``spec``: a Kokoro voice or a weighted blend of
+voice packs, a Piper voice, or a reference clip for cloning engines. Everything else (name, languages,
+description, default speed) is what the page and CLI show. Presets ship in ``presets/voices/*.json``;
+templates a user saves go to the app's data directory and survive restarts. A user template with the
+same id as a preset overrides it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from . import paths
+
+Language = Literal["en", "zh"]
+
+
+class BlendPart(BaseModel):
+    voice: str
+    weight: float = Field(gt=0, le=1)
+
+
+class KokoroSpec(BaseModel):
+    """A Kokoro voice: one style pack, or a weighted sum of several (a blend)."""
+
+    kind: Literal["kokoro"] = "kokoro"
+    blend: list[BlendPart] = Field(min_length=1)
+
+    @field_validator("blend")
+    @classmethod
+    def _weights_sum_to_one(cls, parts: list[BlendPart]) -> list[BlendPart]:
+        total = sum(p.weight for p in parts)
+        if abs(total - 1.0) > 1e-3:
+            raise ValueError(f"blend weights must add up to 1.0 (they add up to {total:.3f})")
+        return parts
+
+
+class PiperSpec(BaseModel):
+    kind: Literal["piper"] = "piper"
+    voice: str
+
+
+class CloneSpec(BaseModel):
+    """A reference clip for cloning engines (VibeVoice); consent is recorded with the template."""
+
+    kind: Literal["clone"] = "clone"
+    clip: str
+    consent: bool = False
+
+
+Spec = Annotated[Union[KokoroSpec, PiperSpec, CloneSpec], Field(discriminator="kind")]
+
+
+class VoiceTemplate(BaseModel):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,47}$")
+    name: str = Field(min_length=1, max_length=60)
+    engine: Literal["kokoro", "piper", "vibevoice"]
+    languages: list[Language] = Field(min_length=1)
+    gender: Literal["female", "male", "neutral"] = "neutral"
+    description: str = ""
+    spec: Spec
+    speed: float = Field(default=1.0, ge=0.5, le=2.0)
+    builtin: bool = Field(default=False, exclude=True)
+
+
+class VoiceError(ValueError):
+    pass
+
+
+def load_templates() -> dict[str, VoiceTemplate]:
+    """Presets, then the user's saved templates on top, keyed by id."""
+    templates = {t.id: t for t in _read_dir(paths.PRESETS_DIR / "voices", builtin=True)}
+    templates.update({t.id: t for t in _read_dir(paths.user_voices_dir(), builtin=False)})
+    return templates
+
+
+def save_template(template: VoiceTemplate) -> Path:
+    """Write a user template atomically so a crash never leaves half a JSON file behind."""
+    target = paths.user_voices_dir() / f"{template.id}.json"
+    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(template.model_dump_json(indent=2))
+    os.replace(tmp, target)
+    return target
+
+
+def _read_dir(directory: Path, builtin: bool) -> list[VoiceTemplate]:
+    found = []
+    for path in sorted(directory.glob("*.json")):
+        try:
+            found.append(VoiceTemplate.model_validate({**json.loads(path.read_text("utf-8")), "builtin": builtin}))
+        except (ValidationError, json.JSONDecodeError) as err:
+            raise VoiceError(f"voice template {path} is invalid: {err}") from err
+    return found
+
+
+def parse_assignment(pairs: list[str]) -> dict[str, str]:
+    """``["A=deep-male", "Speaker 2=bright-female"]`` → ``{"A": "deep-male", ...}`` (CLI/API form)."""
+    out = {}
+    for pair in pairs:
+        speaker, sep, voice = pair.partition("=")
+        if not sep or not speaker.strip() or not voice.strip():
+            raise VoiceError(f"voice assignment {pair!r} should look like SPEAKER=VOICE_ID, e.g. A=deep-male")
+        out[speaker.strip()] = voice.strip()
+    return out
+
+
+def assign_voices(
+    speakers: list[str],
+    languages: dict[str, set[str]],
+    requested: dict[str, str],
+    templates: dict[str, VoiceTemplate],
+    engines: set[str] | None = None,
+) -> dict[str, VoiceTemplate]:
+    """Give every speaker a template: the requested one, else a distinct default for its language.
+
+    Defaults follow the order of ``DEFAULT_ORDER`` and skip templates already in use, so a two-person
+    dialogue gets a deep male and a bright female rather than two copies of one voice. Requests are
+    matched case-insensitively by speaker name; a request for a speaker the script does not have is an
+    error (a typo would otherwise silently fall back to a default voice).
+    """
+    by_key = {s.casefold(): s for s in speakers}
+    unknown = [name for name in requested if name.casefold() not in by_key]
+    if unknown:
+        raise VoiceError(f"no speaker {', '.join(map(repr, unknown))} in the script; speakers are {', '.join(speakers)}")
+    chosen: dict[str, VoiceTemplate] = {}
+    for name, voice_id in requested.items():
+        if voice_id not in templates:
+            raise VoiceError(f"unknown voice {voice_id!r} for speaker {name!r}; run `vibevoice voices` to list them")
+        chosen[by_key[name.casefold()]] = templates[voice_id]
+    usable = [t for t in templates.values() if engines is None or t.engine in engines]
+    for speaker in speakers:
+        if speaker in chosen:
+            continue
+        want = "zh" if "zh" in languages.get(speaker, set()) else "en"
+        chosen[speaker] = _default_for(want, usable, {t.id for t in chosen.values()})
+    return {s: chosen[s] for s in speakers}
+
+
+DEFAULT_ORDER = {
+    "en": ["deep-male", "bright-female", "warm-female", "mid-blend", "light-female", "soft-male-blend"],
+    "zh": ["zh-male", "zh-female", "zh-mid"],
+}
+
+
+def _default_for(language: str, usable: list[VoiceTemplate], taken: set[str]) -> VoiceTemplate:
+    ranked = {vid: i for i, vid in enumerate(DEFAULT_ORDER[language])}
+    candidates = sorted(
+        (t for t in usable if language in t.languages and t.spec.kind != "clone"),
+        key=lambda t: (t.id in taken, ranked.get(t.id, len(ranked)), t.id),
+    )
+    if not candidates:
+        raise VoiceError(f"no voice template speaks {language!r}")
+    return candidates[0]
+
+
+def slug(text: str) -> str:
+    """A template id from a display name."""
+    return re.sub(r"[^a-z0-9]+", "-", text.casefold()).strip("-")[:48] or "voice"
