@@ -1,0 +1,151 @@
+"""A tiny random VibeVoice checkpoint, built and saved at test time, in the converted ("-hf") layout.
+
+No real weights are reachable from here, so tests and benchmarks build a model with the real
+architecture at toy sizes (a 2-layer Qwen2, narrow σ-VAE codecs that still hop 3200 samples per frame,
+a 1-layer diffusion head) and save it exactly as a converted checkpoint is laid out: ``config.json``,
+``generation_config.json``, safetensors, tokenizer files, ``processor_config.json`` and
+``chat_template.jinja``. The engine then loads it through the same code path a user's directory takes.
+
+The tokenizer is offline too: a byte-level BPE with the 256 byte symbols and no merges, plus the four
+special tokens VibeVoice uses. A random model never chooses the audio tokens by itself, so
+``ForceTokens`` (a test-only logits processor) dictates the control tokens; diffusion, CFG and the
+codecs stay real.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+SPECIALS = ["<|endoftext|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>"]
+EOS, AUDIO_BOS, AUDIO_EOS, AUDIO = 256, 257, 258, 259
+
+# The prompt format of the converted checkpoints (one audio placeholder per speaker with a clip; the
+# processor expands it to one token per 3200 samples).
+CHAT_TEMPLATE = (
+    "{{ ' Transform the text provided by various speakers into speech output, utilizing the distinct voice of "
+    "each respective speaker.\\n' }}"
+    "{%- set ns = namespace(voiced='') %}"
+    "{%- for m in messages %}{%- if m['content'] | selectattr('type', 'equalto', 'audio') | list | length > 0 "
+    "and (',' ~ m['role'] ~ ',') not in (',' ~ ns.voiced) %}{%- set ns.voiced = ns.voiced ~ m['role'] ~ ',' %}"
+    "{%- endif %}{%- endfor %}"
+    "{%- if ns.voiced %}{{ ' Voice input:\\n' }}{%- for s in ns.voiced.rstrip(',').split(',') %}"
+    "{{ ' Speaker ' ~ s ~ ':<|vision_start|><|vision_pad|><|vision_end|>\\n' }}{%- endfor %}{%- endif %}"
+    "{{ ' Text input:\\n' }}"
+    "{%- for m in messages %}{%- for item in m['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{{ ' Speaker ' ~ m['role'] ~ ': ' ~ item['text'] ~ '\\n' }}{%- endfor %}{%- endfor %}"
+    "{{ ' Speech output:\\n<|vision_start|>' }}"
+)
+
+
+def tiny_config(hidden: int = 32, layers: int = 2, latent: int = 16, max_positions: int = 8192):
+    from transformers import VibeVoiceConfig
+
+    codec = {"num_filters": 2, "depths": [1] * 7, "kernel_size": 3, "downsampling_ratios": [2, 2, 4, 5, 5, 8]}
+    return VibeVoiceConfig(
+        text_config={
+            "model_type": "qwen2", "vocab_size": 260, "hidden_size": hidden, "intermediate_size": 2 * hidden,
+            "num_hidden_layers": layers, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "max_position_embeddings": max_positions, "tie_word_embeddings": True,
+        },
+        audio_config={"model_type": "vibevoice_acoustic_tokenizer", "hidden_size": latent, **codec},
+        semantic_model_config={"model_type": "vibevoice_acoustic_tokenizer_encoder", "hidden_size": 8, **codec},
+        diffusion_head_config={"num_hidden_layers": 1, "intermediate_size": 2 * hidden, "frequency_embedding_size": 32},
+        pad_token_id=EOS, eos_token_id=EOS, audio_bos_token_id=AUDIO_BOS, audio_eos_token_id=AUDIO_EOS,
+        audio_token_id=AUDIO,
+    )
+
+
+def tiny_tokenizer():
+    from transformers import Qwen2TokenizerFast
+
+    vocab = {symbol: i for i, symbol in enumerate(_byte_symbols())}
+    vocab.update({token: len(vocab) + i for i, token in enumerate(SPECIALS)})
+    tokenizer = Qwen2TokenizerFast(vocab=vocab, merges=[], unk_token=None, bos_token=None,
+                                   eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    tokenizer.add_special_tokens({"additional_special_tokens": SPECIALS[1:]})
+    assert tokenizer.convert_tokens_to_ids(SPECIALS) == [EOS, AUDIO_BOS, AUDIO_EOS, AUDIO]
+    return tokenizer
+
+
+def _byte_symbols() -> list[str]:
+    """The 256 printable stand-ins byte-level BPE uses for raw bytes (GPT-2's table)."""
+    kept = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    extra = iter(range(256, 512))
+    return [chr(b) if b in kept else chr(next(extra)) for b in range(256)]
+
+
+def build_tiny_checkpoint(directory: Path, seed: int = 0, dtype: torch.dtype = torch.float32, **sizes) -> Path:
+    """Build, save and return a tiny random checkpoint directory (idempotent per directory)."""
+    from transformers import (VibeVoiceAcousticTokenizerFeatureExtractor, VibeVoiceForConditionalGeneration,
+                              VibeVoiceProcessor)
+
+    directory = Path(directory)
+    if (directory / "chat_template.jinja").exists():  # written last
+        return directory
+    torch.manual_seed(seed)
+    model = VibeVoiceForConditionalGeneration(tiny_config(**sizes)).to(dtype).eval()
+    generation = model.generation_config
+    generation.guidance_scale = 1.3
+    generation.max_new_tokens = 600
+    generation.do_sample = False
+    generation.noise_scheduler_class = "DPMSolverMultistepScheduler"
+    generation.noise_scheduler_config = {"beta_schedule": "squaredcos_cap_v2", "prediction_type": "v_prediction"}
+    generation._from_model_config = False  # else the scheduler settings are dropped on reload
+    model.save_pretrained(directory)
+    processor = VibeVoiceProcessor(feature_extractor=VibeVoiceAcousticTokenizerFeatureExtractor(),
+                                   tokenizer=tiny_tokenizer(), chat_template=CHAT_TEMPLATE)
+    processor.save_pretrained(directory)
+    return directory
+
+
+class ForceTokens:
+    """Test-only logits processor: row ``b`` emits ``plans[b][k]`` at its k-th generated step.
+
+    Steps past the end of a plan emit EOS. ``offset`` counts steps already taken, so the same plan
+    drives one long call or a chain of chunked calls identically (the engine passes its step count).
+    """
+
+    def __init__(self, plans: list[list[int]]):
+        self.plans = plans
+        self.prompt_length: int | None = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        forced = torch.full_like(scores, float("-inf"))
+        for row, plan in enumerate(self.plans):
+            step = input_ids.shape[1] - self.prompt_length
+            forced[row, plan[step] if step < len(plan) else EOS] = 0.0
+        return forced
+
+
+def speech_plan(frames: int, segments: int = 1) -> list[int]:
+    """Control tokens for ``segments`` speech segments of ``frames`` frames each, then EOS."""
+    plan: list[int] = []
+    for i in range(segments):
+        if i:
+            plan.append(AUDIO_BOS)
+        plan += [AUDIO] * frames + [AUDIO_EOS]
+    return plan + [EOS]
+
+
+def write_original_layout(directory: Path) -> Path:
+    """A directory shaped like Microsoft's original release (what users often download first)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.json").write_text(json.dumps({
+        "model_type": "vibevoice", "acoustic_vae_dim": 64, "semantic_vae_dim": 128,
+        "acoustic_tokenizer_config": {"model_type": "vibevoice_acoustic_tokenizer", "vae_dim": 64},
+        "semantic_tokenizer_config": {"model_type": "vibevoice_semantic_tokenizer", "vae_dim": 128},
+        "decoder_config": {"model_type": "qwen2", "hidden_size": 1536, "num_hidden_layers": 28},
+        "diffusion_head_config": {"model_type": "vibevoice_diffusion_head", "head_layers": 4},
+        "torch_dtype": "bfloat16",
+    }))
+    (directory / "preprocessor_config.json").write_text(json.dumps({"processor_class": "VibeVoiceProcessor"}))
+    from safetensors.torch import save_file
+
+    save_file({"model.acoustic_tokenizer.encoder.head.conv.conv.weight": torch.zeros(1),
+               "model.prediction_head.final_layer.linear.weight": torch.zeros(1)},
+              str(directory / "model-00001-of-00001.safetensors"))
+    return directory
