@@ -104,13 +104,13 @@ def build_tiny_checkpoint(directory: Path, seed: int = 0, dtype: torch.dtype = t
 class ForceTokens:
     """Test-only logits processor: row ``b`` emits ``plans[b][k]`` at its k-th generated step.
 
-    Steps past the end of a plan emit EOS. ``offset`` counts steps already taken, so the same plan
-    drives one long call or a chain of chunked calls identically (the engine passes its step count).
+    Steps past the end of a plan emit EOS. The step is counted from ``prompt_length``, so the same plan
+    drives one long call or a chain of chunked calls identically.
     """
 
-    def __init__(self, plans: list[list[int]]):
+    def __init__(self, plans: list[list[int]], prompt_length: int):
         self.plans = plans
-        self.prompt_length: int | None = None
+        self.prompt_length = prompt_length
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         forced = torch.full_like(scores, float("-inf"))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,14 +54,27 @@ class ChunkResult:
     steps: int  # LM steps taken by this call
 
 
+class _StopOnEvent:
+    """A stopping criterion (public API): ends the call at the next step boundary once ``event`` is set,
+    which leaves a consistent state to save (a chunk may be cut short; nothing else changes)."""
+
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
 def generate_chunk(model, inputs: dict[str, Any], carry: Carry | None, frames: int, options: GenerationOptions,
-                   *, on_frame: Callable | None = None, logits_processors: list | None = None) -> ChunkResult:
+                   *, on_frame: Callable | None = None, logits_processors: list | None = None,
+                   stop: threading.Event | None = None) -> ChunkResult:
     """Take up to ``frames`` LM steps: from the prompt in ``inputs`` when ``carry`` is None, else from ``carry``.
 
     ``on_frame(rows, audio)`` is called for every decoded frame (see ``ChunkHooks``).
     ``logits_processors`` are extra processors (tests use one to force the control tokens).
+    ``stop`` ends the call early, at a step boundary.
     """
-    from transformers import LogitsProcessorList
+    from transformers import LogitsProcessorList, StoppingCriteriaList
 
     hooks = ChunkHooks(model, carry, on_frame=on_frame, token_cfg=options.token_cfg,
                        reset_codec_at_segment_end=options.reset_codec_at_segment_end)
@@ -69,6 +83,8 @@ def generate_chunk(model, inputs: dict[str, Any], carry: Carry | None, frames: i
         "return_dict_in_generate": True, "do_sample": False,
         "logits_processor": LogitsProcessorList([*(logits_processors or []), hooks.processor]),
     }
+    if stop is not None:
+        kwargs["stopping_criteria"] = StoppingCriteriaList([_StopOnEvent(stop)])
     if carry is None:
         model_inputs = {k: v.to(model.device) if torch.is_tensor(v) else v for k, v in inputs.items()}
         attention_mask = model_inputs["attention_mask"]
@@ -90,6 +106,54 @@ def generate_chunk(model, inputs: dict[str, Any], carry: Carry | None, frames: i
         new_carry = hooks.collect(output, attention_mask, prompt_length)
     audio = [a[0].float().cpu() if a is not None else None for a in output.audio]
     return ChunkResult(new_carry, audio, new_carry.steps - (carry.steps if carry else 0))
+
+
+class StateMismatch(RuntimeError):
+    """A saved state belongs to a different script, voices, settings, model or device."""
+
+
+def run(model, inputs: dict[str, Any], options: GenerationOptions, *, max_frames: int,
+        chunk_frames: int = DEFAULT_CHUNK_FRAMES, seed: int = 0, store: "StateStore | None" = None,
+        identity: dict | None = None, on_frame: Callable | None = None,
+        progress: Callable[[int], None] | None = None, stop: threading.Event | None = None,
+        logits_processors: list | None = None) -> list[np.ndarray]:
+    """Generate until every row has finished or ``max_frames`` steps, chunk by chunk; returns audio per row.
+
+    With a ``store``, the state is saved after every chunk and an existing state with the same
+    ``identity`` is resumed (a different one raises ``StateMismatch``). ``stop`` (or Ctrl-C) ends the
+    run at a step boundary, after saving, by raising ``KeyboardInterrupt``.
+    """
+    rows = inputs["input_ids"].shape[0]
+    carry, audio, saved = None, [[] for _ in range(rows)], store.progress() if store else None
+    if saved is not None:
+        if saved["identity"] != identity:
+            raise StateMismatch(f"the saved state in {store.dir} was made for another script, voices, settings, "
+                                "model or device; delete it (or render with --force) to start over")
+        carry, done_audio, saved = store.load(model.config.text_config, model.device, options.static_cache_length)
+        audio = [[a] for a in done_audio]
+        if on_frame is not None:
+            for row, piece in enumerate(done_audio):
+                if piece.numel():
+                    on_frame(torch.tensor([row]), piece[None])
+    else:
+        torch.manual_seed(seed)
+    while True:
+        steps = carry.steps if carry else 0
+        if carry is not None and (bool(carry.finished.all()) or steps >= max_frames):
+            break
+        if stop is not None and stop.is_set():
+            raise KeyboardInterrupt
+        result = generate_chunk(model, inputs, carry, min(chunk_frames, max_frames - steps), options,
+                                on_frame=on_frame, logits_processors=logits_processors, stop=stop)
+        carry = result.carry
+        for row, piece in enumerate(result.audio):
+            if piece is not None:
+                audio[row].append(piece)
+        if store is not None:
+            store.save(identity, carry, result.audio)
+        if progress is not None:
+            progress(carry.steps)
+    return [concat_audio(pieces) for pieces in audio]
 
 
 # ------------------------------------------------------------------------------------------------------
