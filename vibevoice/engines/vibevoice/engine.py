@@ -27,7 +27,7 @@ from ...script import Line, Script
 from ...voices import CloneSpec, KokoroSpec, VoiceTemplate
 from ..base import SAMPLE_RATE, Capabilities, ChunkAudio, Engine, Segment
 from . import configuration
-from .generation import DEFAULT_CHUNK_FRAMES, GenerationOptions, StateStore, run
+from .generation import DEFAULT_CHUNK_FRAMES, GenerationOptions, StateStore, run, write_atomic
 from .processing import (FRAME_HEADROOM, FRAMES_PER_SECOND, Clip, Scene, build_inputs, conversation, plan_scenes,
                          reference_clip, speaker_roles)
 from .state import PINNED_TRANSFORMERS, check_transformers
@@ -46,7 +46,8 @@ class VibeVoiceEngine(Engine):
     version = f"vibevoice-transformers-{PINNED_TRANSFORMERS}/1"
 
     def __init__(self, model_dir: str | Path | None = None, device: str | None = None, dtype: str | None = None,
-                 attention: str | None = None, compile: bool = False, chunk_frames: int = DEFAULT_CHUNK_FRAMES):
+                 attention: str | None = None, compile: bool = False, chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+                 offload_kv: bool = False, scene_minutes: float | None = None):
         check_transformers()
         self.checkpoint = configuration.inspect_checkpoint(model_dir)
         self.device = configuration.choose_device(device)
@@ -54,6 +55,8 @@ class VibeVoiceEngine(Engine):
         self.attention = configuration.choose_attention(self.device, attention)
         self.compile = compile
         self.chunk_frames = chunk_frames
+        self.offload_kv = offload_kv  # memory lever (see preflight): KV cache in CPU RAM
+        self.scene_minutes = scene_minutes  # memory lever: shorter scenes, smaller KV cache
         self.capabilities = replace(VibeVoiceEngine.capabilities, typical_rtf=TYPICAL_RTF.get(self.device.type, 80.0))
         # Test/experiment hook: (scene index, prompt length) -> extra logits processors. Random test
         # weights cannot choose control tokens, so tests force them; users never set this.
@@ -79,7 +82,7 @@ class VibeVoiceEngine(Engine):
     def options(self, settings) -> GenerationOptions:
         static = self.checkpoint.max_positions if self.compile else None
         return GenerationOptions(cfg_scale=settings.cfg_scale, diffusion_steps=settings.diffusion_steps,
-                                 static_cache_length=static, compile=self.compile)
+                                 static_cache_length=static, compile=self.compile, offload_kv=self.offload_kv)
 
     # -- voices ----------------------------------------------------------------------------------------
 
@@ -112,8 +115,6 @@ class VibeVoiceEngine(Engine):
                 continue
             clips[speaker] = reference_clip(template, language)
             if cached is not None and isinstance(template.spec, KokoroSpec):
-                from ...render import write_atomic
-
                 write_atomic(cached, lambda f, a=clips[speaker].audio: np.save(f, a))
         return clips
 
@@ -132,8 +133,10 @@ class VibeVoiceEngine(Engine):
 
     def plan(self, script: Script, clips: dict[str, Clip]) -> list[Scene]:
         tokenizer = self.tokenizer
-        return plan_scenes(script.lines, clips, lambda text: len(tokenizer(text)["input_ids"]),
-                           self.checkpoint.max_positions)
+        positions = self.checkpoint.max_positions
+        if self.scene_minutes:
+            positions = min(positions, int(self.scene_minutes * 60 * FRAMES_PER_SECOND * FRAME_HEADROOM) + 2000)
+        return plan_scenes(script.lines, clips, lambda text: len(tokenizer(text)["input_ids"]), positions)
 
     # -- rendering -------------------------------------------------------------------------------------
 
@@ -224,7 +227,6 @@ class VibeVoiceEngine(Engine):
 
 def _check_root(root: Path, identity: str, scenes: list[Scene]) -> None:
     """Refuse to continue a state that belongs to something else; record what this state is for."""
-    from ...render import write_atomic
     from .generation import StateMismatch
 
     marker = root / "render.json"

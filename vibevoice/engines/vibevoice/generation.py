@@ -15,7 +15,9 @@ so late chunks cost as much as the whole prefix (``bench/bench_vibevoice.py`` pr
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +27,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...render import write_atomic
 from .state import Carry, ChunkHooks, cache_length, kv_delta, kv_join
 
 DEFAULT_CHUNK_FRAMES = 32  # 4.3 s of audio per call: the unit of progress, stopping and saving
@@ -41,6 +42,7 @@ class GenerationOptions:
     reset_codec_at_segment_end: bool = True
     static_cache_length: int | None = None  # set for torch.compile: a StaticCache of this many positions
     compile: bool = False
+    offload_kv: bool = False  # transformers' offloaded cache: KV in CPU RAM, ~2 layers on the device
 
     def identity(self) -> dict:
         return {"cfg_scale": self.cfg_scale, "diffusion_steps": self.diffusion_steps, "token_cfg": self.token_cfg,
@@ -89,7 +91,10 @@ def generate_chunk(model, inputs: dict[str, Any], carry: Carry | None, frames: i
         model_inputs = {k: v.to(model.device) if torch.is_tensor(v) else v for k, v in inputs.items()}
         attention_mask = model_inputs["attention_mask"]
         if options.static_cache_length:
-            kwargs.update(cache_implementation="static", max_cache_len=options.static_cache_length)
+            kwargs.update(cache_implementation="offloaded_static" if options.offload_kv else "static",
+                          max_cache_len=options.static_cache_length)
+        elif options.offload_kv:
+            kwargs["cache_implementation"] = "offloaded"
         prompt_length = model_inputs["input_ids"].shape[1]
     else:
         model_inputs = {"input_ids": carry.sequences, "attention_mask": carry.attention_mask,
@@ -129,7 +134,8 @@ def run(model, inputs: dict[str, Any], options: GenerationOptions, *, max_frames
         if saved["identity"] != identity:
             raise StateMismatch(f"the saved state in {store.dir} was made for another script, voices, settings, "
                                 "model or device; delete it (or render with --force) to start over")
-        carry, done_audio, saved = store.load(model.config.text_config, model.device, options.static_cache_length)
+        carry, done_audio, saved = store.load(model.config.text_config, model.device, options.static_cache_length,
+                                              options.offload_kv)
         audio = [[a] for a in done_audio]
         if on_frame is not None:
             for row, piece in enumerate(done_audio):
@@ -209,7 +215,7 @@ class StateStore:
         (self.dir / f"carry-{number - 1:05d}.pt").unlink(missing_ok=True)
         return number
 
-    def load(self, text_config, device: torch.device, static_length: int | None = None
+    def load(self, text_config, device: torch.device, static_length: int | None = None, offload: bool = False
              ) -> tuple[Carry, list[torch.Tensor], dict]:
         """The carried state and the audio so far (per row), as saved after the last finished chunk."""
         progress = self.progress()
@@ -224,9 +230,26 @@ class StateStore:
             for row, piece in enumerate(chunk["audio"]):
                 audio[row].append(piece)
         small = torch.load(self.dir / f"carry-{progress['chunks']:05d}.pt", weights_only=True)
-        carry = Carry.from_tensors(small, kv_join(main), kv_join(negative), text_config, device, static_length)
+        carry = Carry.from_tensors(small, kv_join(main), kv_join(negative), text_config, device, static_length, offload)
         joined = [torch.cat(pieces) if pieces else torch.zeros(0) for pieces in (audio or [])]
         return carry, joined, progress
+
+
+def write_atomic(path: Path, write: Callable) -> None:
+    """Write through a temporary file in the same directory, fsync, rename: readers (and a resumed run)
+    see the old file or the complete new one, never a torn write. (The renderer has its own helper;
+    this package keeps one so its state format does not depend on the renderer's internals.)"""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _cpu(value):

@@ -40,8 +40,9 @@ REFERENCE_TEXT = {
           "make an ordinary day feel special.",
     "zh": "大家好，欢迎收听本期节目。今天我们聊一聊故事、科学，还有那些让平凡日子变得特别的小事情。",
 }
-# Speech runs longer than the text estimate for some voices; scenes and limits keep this headroom.
-FRAME_HEADROOM = 1.6
+# Speech may run a little longer than the text estimate: scenes keep this headroom in the context
+# (the per-scene frame limit allows twice that before cutting a runaway generation).
+FRAME_HEADROOM = 1.1
 
 
 class ClipError(ValueError):

@@ -143,13 +143,13 @@ class Carry:
     @classmethod
     def from_tensors(cls, small: dict[str, Any], main_kv: list[tuple[torch.Tensor, torch.Tensor]],
                      negative_kv: list[tuple[torch.Tensor, torch.Tensor]], text_config, device: torch.device,
-                     static_length: int | None = None) -> "Carry":
+                     static_length: int | None = None, offload: bool = False) -> "Carry":
         to = lambda t: t.to(device)  # noqa: E731
         return cls(
             sequences=to(small["sequences"]), attention_mask=to(small["attention_mask"]),
-            cache=cache_from_tensors(main_kv, text_config, device, static_length),
+            cache=cache_from_tensors(main_kv, text_config, device, static_length, offload),
             negative_ids=to(small["negative_ids"]), negative_mask=to(small["negative_mask"]),
-            negative_cache=cache_from_tensors(negative_kv, text_config, device, static_length),
+            negative_cache=cache_from_tensors(negative_kv, text_config, device, static_length, offload),
             acoustic_cache=conv_cache_from_tensors(small["acoustic_cache"], device),
             semantic_cache=conv_cache_from_tensors(small["semantic_cache"], device),
             pending_embeds=to(small["pending_embeds"]), rng=small["rng"], finished=to(small["finished"]),
@@ -199,12 +199,13 @@ def kv_join(pieces: list[tuple[int, list[tuple[torch.Tensor, torch.Tensor]]]]) -
     return layers
 
 
-def cache_from_tensors(kv: list[tuple[torch.Tensor, torch.Tensor]], text_config, device, static_length=None):
-    """A DynamicCache (or a StaticCache of ``static_length``) holding exactly ``kv``."""
+def cache_from_tensors(kv: list[tuple[torch.Tensor, torch.Tensor]], text_config, device, static_length=None,
+                       offload: bool = False):
+    """A DynamicCache (or a StaticCache of ``static_length``; offloaded if asked) holding exactly ``kv``."""
     from transformers import DynamicCache, StaticCache
 
-    cache = (StaticCache(config=text_config, max_cache_len=static_length) if static_length
-             else DynamicCache(config=text_config))
+    cache = (StaticCache(config=text_config, max_cache_len=static_length, offloading=offload) if static_length
+             else DynamicCache(config=text_config, offloading=offload))
     for layer, (k, v) in zip(cache.layers, kv):
         layer.update(k.to(device), v.to(device))
     return cache

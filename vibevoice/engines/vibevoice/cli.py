@@ -1,0 +1,78 @@
+"""Typer command functions for the VibeVoice engine (registered by the main CLI).
+
+``vibevoice preflight SCRIPT --model-dir DIR`` prints the memory and time estimate for a render and
+exits 1 when it will not fit (3 when the checkpoint directory is unusable), so scripts can check
+before starting hours of work.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from .configuration import ENV_MODEL_DIR, CheckpointError
+
+out = Console()
+err = Console(stderr=True)
+
+ModelDirOption = Annotated[Path, typer.Option("--model-dir", envvar=ENV_MODEL_DIR,
+                                              help="converted VibeVoice checkpoint directory")]
+
+
+def preflight_command(
+    script: Annotated[Path, typer.Argument(help="dialogue script (UTF-8 text)")],
+    model_dir: ModelDirOption = ...,
+    voice: Annotated[Optional[list[str]], typer.Option("--voice", "-v", help="SPEAKER=VOICE_ID, repeatable")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cuda, cuda:1, mps or cpu (default: best available)")] = None,
+    dtype: Annotated[Optional[str], typer.Option(help="bf16, fp16 or fp32 (default: by device)")] = None,
+    budget_gib: Annotated[Optional[float], typer.Option(help="memory to fit in (default: what the device offers)")] = None,
+    clip_seconds: Annotated[Optional[float], typer.Option(help="assume reference clips of this length")] = None,
+    max_minutes: Annotated[float, typer.Option(min=0.1, max=90.0, help="stop generating after this much audio")] = 90.0,
+    offload_kv: Annotated[bool, typer.Option(help="estimate with the KV cache offloaded to CPU RAM")] = False,
+    scene_minutes: Annotated[Optional[float], typer.Option(help="estimate with scenes of at most this length")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Estimate peak memory and time of a VibeVoice render, and say whether it fits."""
+    from ...render import RenderSettings
+    from ...script import ScriptError, parse_script
+    from ...voices import VoiceError, assign_voices, load_templates, parse_assignment
+    from .preflight import GIB, preflight
+
+    try:
+        parsed = parse_script(script.read_bytes())
+    except (OSError, ScriptError) as error:
+        err.print(f"[red]error:[/red] {error}", highlight=False)
+        raise typer.Exit(2)
+    voices = None
+    if voice:
+        try:
+            voices = assign_voices(parsed.speakers, {}, parse_assignment(voice), load_templates())
+        except (VoiceError, ValueError) as error:
+            err.print(f"[red]error:[/red] {error}", highlight=False)
+            raise typer.Exit(2)
+    try:
+        report = preflight(parsed, model_dir, RenderSettings(max_minutes=max_minutes), device=device, dtype=dtype,
+                           voices=voices, clip_seconds=clip_seconds,
+                           budget_bytes=int(budget_gib * GIB) if budget_gib else None,
+                           kv_cache="offloaded" if offload_kv else "dynamic", scene_minutes=scene_minutes)
+    except CheckpointError as error:
+        err.print(f"[red]error:[/red] {error}", highlight=False)
+        raise typer.Exit(3)
+    except ValueError as error:
+        err.print(f"[red]error:[/red] {error}", highlight=False)
+        raise typer.Exit(2)
+    out.print(report.model_dump_json(indent=1) if json_output else report.summary(), highlight=False)
+    if not report.fits:
+        raise typer.Exit(1)
+
+
+def model_dir_option_help() -> str:
+    """For ``vibevoice render --engine vibevoice --model-dir``: the same wording everywhere."""
+    return f"converted VibeVoice checkpoint directory (or set {ENV_MODEL_DIR})"
+
+
+if __name__ == "__main__":  # `python -m vibevoice.engines.vibevoice.cli SCRIPT --model-dir DIR`
+    typer.run(preflight_command)
