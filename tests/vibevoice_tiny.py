@@ -114,7 +114,7 @@ class ForceTokens:
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         forced = torch.full_like(scores, float("-inf"))
-        for row, plan in enumerate(self.plans):
+        for row, plan in enumerate(self.plans[: scores.shape[0]]):
             step = input_ids.shape[1] - self.prompt_length
             forced[row, plan[step] if step < len(plan) else EOS] = 0.0
         return forced
@@ -149,3 +149,39 @@ def write_original_layout(directory: Path) -> Path:
                "model.prediction_head.final_layer.linear.weight": torch.zeros(1)},
               str(directory / "model-00001-of-00001.safetensors"))
     return directory
+
+
+# ------------------------------------------------------------------------------------------------------
+# Shared test helpers (imported by tests/test_vibevoice*.py)
+
+VOICE_SCRIPT = "[Alice] Hello there, how are you today?\n[Ben] Fine, thanks. And you?\n[Alice] Very well."
+
+
+def tiny_dir(tmp_path_factory) -> Path:
+    """One tiny checkpoint per test session (the builder is idempotent per directory)."""
+    return build_tiny_checkpoint(tmp_path_factory.getbasetemp() / "vibevoice-tiny")
+
+
+def noise_clip(path: Path, seconds: float = 2.0, rate: int = 24000, channels: int = 1, seed: int = 0) -> Path:
+    import numpy as np
+    import soundfile as sf
+
+    audio = (np.random.RandomState(seed).randn(int(seconds * rate), channels) * 0.1).astype("float32")
+    sf.write(str(path), audio, rate)
+    return path
+
+
+def clone_voice(clip: Path, voice_id: str = "clone"):
+    from vibevoice.voices import VoiceTemplate
+
+    return VoiceTemplate(id=voice_id, name=voice_id, engine="vibevoice", languages=["en"],
+                         spec={"kind": "clone", "clip": str(clip), "consent": True})
+
+
+def forced_engine(model_dir: Path, plan: list[int], chunk_frames: int = 4):
+    """An engine on the tiny checkpoint whose control tokens follow ``plan`` (for every scene/row)."""
+    from vibevoice.engines.vibevoice import VibeVoiceEngine
+
+    engine = VibeVoiceEngine(model_dir, device="cpu", chunk_frames=chunk_frames)
+    engine.logits_processors = lambda scene, prompt_length: [ForceTokens([plan] * 8, prompt_length)]
+    return engine

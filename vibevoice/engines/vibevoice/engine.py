@@ -204,6 +204,34 @@ class VibeVoiceEngine(Engine):
             full = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
             return ChunkAudio(full.astype(np.float32), spans)
 
+    def render_batch(self, jobs: list[tuple[Script, dict[str, VoiceTemplate]]], settings,
+                     progress: Callable[[int, int], None] | None = None) -> list[ChunkAudio]:
+        """Several short scripts as one left-padded batch (for queues of short jobs: more audio per second
+        of GPU time). Each row has its own speakers, voices and carried state; rows that finish early are
+        held at EOS while the others go on. Not resumable (short jobs are cheap to redo), one scene per
+        script, and a row's audio differs from rendering it alone (the diffusion noise is drawn for the
+        whole batch), though it is the same for the same batch and seed."""
+        with self._lock:
+            prompts, plans = [], []
+            for script, voices in jobs:
+                roles = speaker_roles(script)
+                clips = self.resolve_clips(script, voices)
+                scenes = self.plan(script, clips)
+                if len(scenes) > 1:
+                    raise ValueError("a script longer than one context cannot be batched; render it on its own")
+                prompts.append(conversation(script.lines, roles, clips))
+                plans.append(scenes[0])
+            inputs = build_inputs(self.processor, prompts)
+            prompt_length = int(inputs["input_ids"].shape[1])
+            budget = int(settings.max_minutes * 60 * FRAMES_PER_SECOND)
+            max_frames = min(self.checkpoint.max_positions - prompt_length, budget,
+                             max(math.ceil(p.estimated_frames * FRAME_HEADROOM * 2) + 75 for p in plans))
+            extra = self.logits_processors(-1, prompt_length) if self.logits_processors else None
+            report = (lambda steps: progress(steps, max_frames)) if progress else None
+            audio = run(self.model, inputs, self.options(settings), max_frames=max_frames,
+                        chunk_frames=self.chunk_frames, seed=settings.seed, progress=report, logits_processors=extra)
+            return [ChunkAudio(a, _estimate_spans(script.lines, 0, a.size)) for a, (script, _) in zip(audio, jobs)]
+
     def scene_summary(self, script: Script, clips: dict[str, Clip]) -> list[str]:
         """Where scene boundaries fall (for preflight and the page)."""
         start, out = 0.0, []

@@ -1,0 +1,307 @@
+"""The VibeVoice engine on tiny random checkpoints built here and loaded the way a user's are.
+
+What matters most is checked bit for bit: chunked generation with carried state gives the audio of
+one uninterrupted ``generate()`` call, also after saving the state and resuming in a new process.
+Control tokens are forced by a test-only logits processor (random weights never choose them);
+diffusion, CFG and the codecs run for real.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from vibevoice_tiny import (EOS, VOICE_SCRIPT, ForceTokens, clone_voice, forced_engine, noise_clip,  # noqa: E402
+                            speech_plan, tiny_dir, write_original_layout)
+
+from vibevoice.engines.vibevoice import configuration  # noqa: E402
+from vibevoice.engines.vibevoice.configuration import CheckpointError  # noqa: E402
+from vibevoice.render import RenderSettings  # noqa: E402
+from vibevoice.script import parse_script  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models are dominated by thread start-up on a shared 2-core machine; one thread is 15x faster."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    return tiny_dir(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def voices(tmp_path_factory):
+    clips = tmp_path_factory.mktemp("clips")
+    return {"Alice": clone_voice(noise_clip(clips / "alice.wav", 2.0, seed=1), "alice"),
+            "Ben": clone_voice(noise_clip(clips / "ben.wav", 1.5, 48000, channels=2, seed=2), "ben")}
+
+
+@pytest.fixture(scope="module")
+def loaded(model_dir):
+    checkpoint = configuration.inspect_checkpoint(model_dir)
+    return configuration.load(checkpoint, torch.device("cpu"), torch.float32, "sdpa")
+
+
+# -- loading ---------------------------------------------------------------------------------------------
+
+
+def test_save_load_round_trip(model_dir, loaded, tmp_path):
+    model, processor = loaded
+    model.save_pretrained(tmp_path / "copy")
+    processor.save_pretrained(tmp_path / "copy")
+    again, processor2 = configuration.load(configuration.inspect_checkpoint(tmp_path / "copy"), torch.device("cpu"),
+                                           torch.float32, "sdpa")
+    for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert again.generation_config.noise_scheduler_class == "DPMSolverMultistepScheduler"
+    assert again.generation_config.guidance_scale == 1.3
+    assert again.config.text_config._attn_implementation == "sdpa"
+    assert processor2.chat_template == processor.chat_template
+
+
+def test_env_var_and_missing_dir(monkeypatch, model_dir):
+    monkeypatch.delenv("VIBEVOICE_MODEL_DIR", raising=False)
+    with pytest.raises(CheckpointError, match="--model-dir"):
+        configuration.inspect_checkpoint(None)
+    monkeypatch.setenv("VIBEVOICE_MODEL_DIR", str(model_dir))
+    assert configuration.inspect_checkpoint(None).path == model_dir
+    with pytest.raises(CheckpointError, match="does not exist"):
+        configuration.inspect_checkpoint(model_dir / "nope")
+
+
+def test_original_layout_is_refused_with_conversion_hint(tmp_path):
+    with pytest.raises(CheckpointError, match="original VibeVoice layout") as info:
+        configuration.inspect_checkpoint(write_original_layout(tmp_path / "orig"))
+    assert "convert_vibevoice_to_hf.py" in str(info.value)
+
+
+def _broken_copy(model_dir: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "broken"
+    shutil.copytree(model_dir, copy)
+    return copy
+
+
+def test_missing_files_are_named(model_dir, tmp_path):
+    copy = _broken_copy(model_dir, tmp_path)
+    (copy / "chat_template.jinja").unlink()
+    (copy / "tokenizer.json").unlink()
+    with pytest.raises(CheckpointError, match="missing chat_template.jinja|tokenizer.json") as info:
+        configuration.inspect_checkpoint(copy)
+    assert "tokenizer.json" in str(info.value) and "chat_template.jinja" in str(info.value)
+    (copy / "model.safetensors").unlink()
+    for name in ("chat_template.jinja",):
+        shutil.copy(model_dir / name, copy / name)
+    shutil.copy(model_dir / "tokenizer.json", copy / "tokenizer.json")
+    with pytest.raises(CheckpointError, match="no \\*.safetensors"):
+        configuration.inspect_checkpoint(copy)
+
+
+def test_wrong_model_type(model_dir, tmp_path):
+    copy = _broken_copy(model_dir, tmp_path)
+    config = json.loads((copy / "config.json").read_text())
+    config["model_type"] = "qwen2"
+    (copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="model_type 'qwen2', expected 'vibevoice'"):
+        configuration.inspect_checkpoint(copy)
+
+
+def test_weights_that_do_not_match_the_config(model_dir, tmp_path):
+    copy = _broken_copy(model_dir, tmp_path)
+    config = json.loads((copy / "config.json").read_text())
+    config["text_config"]["num_hidden_layers"] = 3  # the weights have 2 layers
+    config["text_config"]["layer_types"] = ["full_attention"] * 3
+    (copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="do not match its config.json: .*missing"):
+        configuration.inspect_checkpoint(copy)
+
+
+def test_device_dtype_attention_defaults():
+    cpu = torch.device("cpu")
+    assert configuration.choose_dtype(cpu) == torch.float32
+    assert configuration.choose_attention(cpu) == "sdpa"
+    assert configuration.choose_dtype(cpu, "bf16") == torch.bfloat16
+    with pytest.raises(ValueError, match="unknown dtype"):
+        configuration.choose_dtype(cpu, "int3")
+
+
+# -- the state adapter -------------------------------------------------------------------------------------
+
+
+def test_adapter_matches_installed_transformers():
+    """Fails loudly when transformers changes any private method the state adapter hooks."""
+    from vibevoice.engines.vibevoice.state import HOOKED, check_transformers, source_fingerprints
+
+    check_transformers()
+    assert source_fingerprints() == HOOKED
+
+
+def test_adapter_detects_a_change(monkeypatch):
+    from vibevoice.engines.vibevoice import state
+
+    monkeypatch.setitem(state.HOOKED, "VibeVoiceGenerationMixin._sample", "0000000000000000")
+    with pytest.raises(state.AdapterMismatch, match="_sample"):
+        state.check_transformers()
+
+
+# -- chunked generation -------------------------------------------------------------------------------------
+
+
+def _prompt(processor, with_clip: bool = True):
+    from vibevoice.engines.vibevoice.processing import build_inputs, check_clip, conversation
+
+    script = parse_script(VOICE_SCRIPT)
+    clip = check_clip(np.random.RandomState(0).randn(36000).astype(np.float32) * 0.1, 24000)
+    clips = {"Alice": clip} if with_clip else {}
+    return build_inputs(processor, [conversation(script.lines, {"Alice": "0", "Ben": "1"}, clips)])
+
+
+def _run_chunks(model, inputs, plan, chunk, options, frames_out=None):
+    from vibevoice.engines.vibevoice.generation import concat_audio, generate_chunk
+
+    carry, pieces, length = None, [], inputs["input_ids"].shape[1]
+    torch.manual_seed(0)
+    while carry is None or not carry.finished.all():
+        result = generate_chunk(model, inputs, carry, chunk, options, on_frame=frames_out,
+                                logits_processors=[ForceTokens([plan], length)])
+        carry = result.carry
+        pieces.append(result.audio[0])
+        torch.manual_seed(1234)  # whatever happens between calls must not matter: the RNG state is carried
+    return concat_audio(pieces)
+
+
+def test_chunked_is_bit_identical_to_one_generate_call(loaded):
+    from vibevoice.engines.vibevoice.generation import GenerationOptions
+
+    model, processor = loaded
+    inputs = _prompt(processor)
+    plan = speech_plan(7)
+    torch.manual_seed(0)
+    reference = model.generate(**inputs, logits_processor=[ForceTokens([plan], inputs["input_ids"].shape[1])],
+                               max_new_tokens=len(plan) + 2)[0][0].numpy()  # stock transformers, no hooks
+    chunked = _run_chunks(model, inputs, plan, 3, GenerationOptions())
+    assert reference.size == 7 * 3200
+    assert np.array_equal(chunked, reference)
+
+
+def test_two_segments_chunked_equal_one_call_and_codec_reset_matters(loaded):
+    """With a segment boundary: chunking is still exact; resetting the codec caches changes segment 2."""
+    from vibevoice.engines.vibevoice.generation import GenerationOptions
+
+    model, processor = loaded
+    inputs = _prompt(processor, with_clip=False)
+    plan = speech_plan(5, segments=2)
+    one = _run_chunks(model, inputs, plan, 100, GenerationOptions())
+    for chunk in (1, 4, 6):
+        assert np.array_equal(_run_chunks(model, inputs, plan, chunk, GenerationOptions()), one), chunk
+    upstream = _run_chunks(model, inputs, plan, 100, GenerationOptions(reset_codec_at_segment_end=False))
+    assert np.array_equal(upstream[: 5 * 3200], one[: 5 * 3200])
+    assert not np.array_equal(upstream[5 * 3200:], one[5 * 3200:])
+
+
+# -- the engine: render_job, streaming, resume ---------------------------------------------------------------
+
+
+def test_render_job_streams_frames_that_make_the_final_audio(model_dir, voices, tmp_path):
+    engine = forced_engine(model_dir, speech_plan(9))
+    frames, progress = [], []
+    result = engine.render_job(tmp_path / "job", parse_script(VOICE_SCRIPT), voices, RenderSettings(),
+                               on_audio=frames.append, progress=lambda done, total: progress.append((done, total)))
+    assert result.audio.dtype == np.float32 and result.audio.size == 9 * 3200
+    assert all(f.size == 3200 for f in frames)
+    assert np.array_equal(np.concatenate(frames), result.audio)
+    assert [line for line, _, _ in result.spans] == [0, 1, 2]
+    assert result.spans[0][1] == 0 and result.spans[-1][2] == result.audio.size
+    assert [done for done, _ in progress] == [4, 8, 11]  # chunks of 4 steps: 9 frames + end-of-speech + EOS
+    for path in (tmp_path / "job" / "state" / "vibevoice").rglob("*.pt"):
+        torch.load(path, weights_only=True)  # plain tensors only
+
+
+def test_resume_in_a_new_process_is_bit_identical(model_dir, voices, tmp_path):
+    script = parse_script(VOICE_SCRIPT)
+    plan = speech_plan(14)
+    whole = forced_engine(model_dir, plan).render_job(tmp_path / "whole", script, voices, RenderSettings(seed=7))
+
+    stop = threading.Event()
+    engine = forced_engine(model_dir, plan)
+    with pytest.raises(KeyboardInterrupt):
+        engine.render_job(tmp_path / "part", script, voices, RenderSettings(seed=7),
+                          progress=lambda done, total: stop.set() if done >= 8 else None, stop=stop)
+    progress = json.loads((tmp_path / "part/state/vibevoice/scene-000/progress.json").read_text())
+    assert progress["chunks"] == 2 and progress["steps"] == 8
+
+    code = f"""
+import sys, json, torch, numpy as np
+torch.set_num_threads(1)
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from vibevoice_tiny import forced_engine, speech_plan, clone_voice, VOICE_SCRIPT
+from vibevoice.script import parse_script
+from vibevoice.render import RenderSettings
+voices = {{k: clone_voice(clip, vid) for k, (vid, clip) in json.loads(sys.argv[1]).items()}}
+engine = forced_engine({str(model_dir)!r}, speech_plan(14))
+result = engine.render_job({str(tmp_path / 'part')!r}, parse_script(VOICE_SCRIPT), voices, RenderSettings(seed=7))
+np.save({str(tmp_path / 'resumed.npy')!r}, result.audio)
+"""
+    clips = json.dumps({name: (v.id, v.spec.clip) for name, v in voices.items()})
+    done = subprocess.run([sys.executable, "-c", code, clips], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    resumed = np.load(tmp_path / "resumed.npy")
+    assert resumed.size == 14 * 3200
+    assert np.array_equal(resumed, whole.audio)
+
+
+def test_state_of_another_render_is_refused(model_dir, voices, tmp_path):
+    from vibevoice.engines.vibevoice import StateMismatch
+
+    engine = forced_engine(model_dir, speech_plan(3))
+    engine.render_job(tmp_path / "job", parse_script(VOICE_SCRIPT), voices, RenderSettings(seed=1))
+    with pytest.raises(StateMismatch, match="different script, voices, settings"):
+        engine.render_job(tmp_path / "job", parse_script(VOICE_SCRIPT), voices, RenderSettings(seed=2))
+
+
+def test_more_than_four_speakers_refused(model_dir, voices, tmp_path):
+    text = "\n".join(f"[S{i}] Line number {i}." for i in range(1, 6))
+    script = parse_script(text, max_speakers=5)
+    engine = forced_engine(model_dir, speech_plan(2))
+    every = {f"S{i}": voices["Alice"] for i in range(1, 6)}
+    with pytest.raises(ValueError, match="at most 4 speakers; this script has 5"):
+        engine.render_job(tmp_path / "job", script, every, RenderSettings())
+
+
+def test_batch_rows_keep_their_own_state(model_dir, voices):
+    """Two scripts of different lengths in one left-padded batch: each row gets its own audio, and a row
+    that finishes early stays finished while the other goes on."""
+    engine = forced_engine(model_dir, speech_plan(3), chunk_frames=2)
+    plans = [speech_plan(3), speech_plan(6)]
+    engine.logits_processors = lambda scene, prompt_length: [ForceTokens(plans, prompt_length)]
+    short = parse_script("[Alice] Hi.")
+    results = engine.render_batch([(short, {"Alice": voices["Alice"]}), (parse_script(VOICE_SCRIPT), voices)],
+                                  RenderSettings())
+    assert [r.audio.size for r in results] == [3 * 3200, 6 * 3200]
+    assert EOS == 256
+
+
+def test_kokoro_preset_gives_a_reference_clip(model_dir):
+    """Presets work on VibeVoice too: the embedded engine renders a reference clip for them."""
+    from vibevoice.engines.vibevoice.processing import MIN_CLIP_SECONDS, reference_clip
+    from vibevoice.voices import load_templates
+
+    preset = next(t for t in load_templates().values() if t.engine == "kokoro" and "en" in t.languages)
+    forced_engine(model_dir, speech_plan(1)).check_voice(preset)
+    clip = reference_clip(preset, "en")
+    assert clip.seconds > max(MIN_CLIP_SECONDS, 4) and clip.audio.dtype == np.float32
