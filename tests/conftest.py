@@ -49,3 +49,51 @@ def rendered_job(tmp_path_factory):
     out = tmp_path_factory.mktemp("out") / "dialogue.mp3"
     outputs = export_job(job, out, stems=True)
     return job, outputs
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """``python app.py`` in a subprocess on a free loopback port, as a user starts it."""
+
+    def __init__(self, home: Path) -> None:
+        self.home, self.port, self.proc = home, free_port(), None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "Server":
+        import time
+        import urllib.request
+
+        env = {**os.environ, "VIBEVOICE_HOME": str(self.home), "VIBEVOICE_PORT": str(self.port)}
+        self.proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.proc.stderr.read()
+            try:
+                urllib.request.urlopen(f"{self.url}/v1/health", timeout=2)
+                return self
+            except OSError:
+                time.sleep(0.3)
+        raise AssertionError("the server did not start")
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    running = Server(tmp_path_factory.mktemp("server-home")).start()
+    yield running
+    running.kill()

@@ -53,12 +53,12 @@ def test_speed_changes_duration():
 
 def test_text_longer_than_the_window_is_spoken_whole():
     sentence = "The quick brown fox jumps over the lazy dog near the river bank. "
-    text = sentence * 12  # far past the 510-token window
+    text = sentence * 20  # far past the 510-token window
     engine = get_engine("kokoro")
     assert len(engine.phonemize(text)) > 2 * MAX_TOKENS
     audio = engine.speak(text, PRESETS["bright-female"])
     one = engine.speak(sentence, PRESETS["bright-female"])
-    assert audio.size > 9 * one.size  # nothing was cut at the window edge
+    assert audio.size > 17 * one.size  # nothing was cut at the window edge
 
 
 def test_mixed_english_in_mandarin_is_spoken():

@@ -86,11 +86,11 @@ def test_stems_sum_to_the_mix(rendered_job):
 
 
 def test_joins_do_not_click(rendered_job):
-    _, outputs = rendered_job
-    wav, _ = sf.read(outputs["wav"], dtype="float32")
-    silent = np.abs(wav) < 1e-4
-    # Where the programme goes from silence to sound or back, the step between samples stays small.
-    edges = np.flatnonzero(silent[1:] != silent[:-1])
-    assert edges.size > 0
-    steps = np.abs(np.diff(wav))[edges]
-    assert steps.max() < 0.05
+    job, outputs = rendered_job
+    wav, rate = sf.read(outputs["wav"], dtype="float32")
+    cues = _cues(open(outputs["srt"], encoding="utf-8").read(), ",")
+    # Every chunk fades in and out, so the audio around each join is near silence, never a step.
+    for start, end, _ in cues:
+        for edge in (round(start * rate), round(end * rate)):
+            around = wav[max(0, edge - 48):edge + 12]
+            assert np.abs(around).max() < 0.02, f"a click at {edge / rate:.3f} s"

@@ -20,13 +20,13 @@ from rich.table import Table
 from . import paths
 from .engines import get_engine
 from .export import export_job
-from .render import Job, RenderError, RenderSettings
+from .render import Job, RenderError, RenderSettings, clock
 from .script import ScriptError, parse_script
 from .voices import VoiceError, assign_voices, load_templates, parse_assignment
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # never break a message (or a path) mid-line
 
 ScriptArg = Annotated[Path, typer.Argument(help="dialogue script (UTF-8 text); '-' reads standard input")]
 
@@ -59,7 +59,7 @@ def render(
     try:
         requested = parse_assignment(voice or [])
         kept = {s: v.id for s, v in previous.manifest.voices.items() if s in parsed.speakers} if previous else {}
-        voices = assign_voices(parsed.speakers, _languages(parsed), {**kept, **requested}, load_templates())
+        voices = assign_voices(parsed.speakers, parsed.speaker_languages(), {**kept, **requested}, load_templates())
         job = Job.create(job_dir, text, voices, RenderSettings(speed=speed))
     except (VoiceError, ValueError) as error:
         _fail(str(error))
@@ -86,7 +86,7 @@ def render(
 def check(script: ScriptArg) -> None:
     """Validate SCRIPT; print its speakers, lines, estimated duration and render time."""
     parsed = _parse(_read_script(script))
-    voices = assign_voices(parsed.speakers, _languages(parsed), {}, load_templates())
+    voices = assign_voices(parsed.speakers, parsed.speaker_languages(), {}, load_templates())
     seconds = parsed.estimated_seconds()
     table = Table("speaker", "lines", "default voice")
     for speaker in parsed.speakers:
@@ -94,8 +94,8 @@ def check(script: ScriptArg) -> None:
         table.add_row(speaker, str(count), voices[speaker].id)
     out.print(table)
     rtf = max(get_engine(v.engine).capabilities.typical_rtf for v in voices.values())
-    out.print(f"{len(parsed.lines)} lines, about {_clock(seconds)} of audio; "
-              f"rendering takes about {_clock(seconds * rtf)} on a 2-core CPU.")
+    out.print(f"{len(parsed.lines)} lines, about {clock(seconds)} of audio; "
+              f"rendering takes about {clock(seconds * rtf)} on a 2-core CPU.")
 
 
 @app.command("voices")
@@ -123,13 +123,6 @@ def _parse(text):
         raise typer.Exit(2)
 
 
-def _languages(parsed) -> dict[str, set[str]]:
-    langs: dict[str, set[str]] = {}
-    for line in parsed.lines:
-        langs.setdefault(line.speaker, set()).add(line.language)
-    return langs
-
-
 def _render_with_progress(job: Job) -> None:
     columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TimeElapsedColumn(), TextColumn("ETA {task.fields[eta]}"), TextColumn("{task.fields[line]}")]
@@ -138,7 +131,7 @@ def _render_with_progress(job: Job) -> None:
 
         def update(p) -> None:
             line = f"{p.speaker}: {p.text[:40]}" if p.text else "done"
-            bar.update(task, completed=p.done, line=line, eta=_clock(p.eta) if p.eta is not None else "-:--")
+            bar.update(task, completed=p.done, line=line, eta=clock(p.eta) if p.eta is not None else "-:--")
 
         job.render(progress=update)
 
@@ -154,12 +147,6 @@ def _default_job_dir(script: Path) -> Path:
         return paths.jobs_dir() / "stdin"
     tag = hashlib.sha256(str(script.resolve()).encode()).hexdigest()[:8]
     return paths.jobs_dir() / f"{script.stem}-{tag}"
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
-        f"{seconds // 60}:{seconds % 60:02d}"
 
 
 def _fail(message: str) -> None:

@@ -17,14 +17,14 @@ from pathlib import Path
 import lameenc
 import numpy as np
 import pyloudnorm
-import soundfile as sf
 import soxr
 from mutagen.id3 import COMM, ID3, TIT2, TPE1, TSSE
-from scipy.ndimage import minimum_filter1d
+from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
-from . import __version__
+from . import __version__, delivery
 from .engines import SAMPLE_RATE
-from .render import Job, RenderError, write_atomic
+from .atomic import write_bytes_atomic
+from .render import ChunkRecord, Job, RenderError, wav_bytes
 
 TARGET_LUFS = -16.0
 TRUE_PEAK_DBTP = -1.0
@@ -50,43 +50,58 @@ class Programme:
     stems: dict[str, np.ndarray]
 
 
+def layout(job: Job) -> tuple[list[tuple[ChunkRecord, int]], int]:
+    """Where each chunk starts on the timeline (in samples) and the programme's total length.
+
+    Gaps come from the script alone, so the start of chunk *n* is known as soon as chunks before it
+    are rendered: the streaming preview and the final assembly place audio identically.
+    """
+    settings, lines, plans = job.manifest.settings, job.script.lines, delivery.line_plans(job.manifest.plan)
+    placed: list[tuple[ChunkRecord, int]] = []
+    cursor, previous = _samples(LEAD_IN), None
+    for chunk in job.manifest.chunks:
+        cursor += _samples(gap_before(chunk, previous, lines, settings, plans))
+        placed.append((chunk, cursor))
+        cursor += chunk.samples
+        previous = chunk
+    return placed, cursor + _samples(job.script.trailing_pause + TAIL)
+
+
+def gap_before(chunk: ChunkRecord, previous: ChunkRecord | None, lines, settings, plans=None) -> float:
+    """Seconds of silence before ``chunk``: a [pause] in the script, else the plan's pause, else natural."""
+    line = lines[chunk.line_index]
+    if previous is None:
+        return line.pause_before
+    if previous.line_index == line.index:
+        return SPLIT_GAP
+    if line.pause_before:
+        return line.pause_before
+    natural = settings.turn_gap if line.turn != lines[previous.line_index].turn else settings.line_gap
+    mine, theirs = (plans or {}).get(line.index), (plans or {}).get(previous.line_index)
+    planned = [p for p in (mine and mine.pause_before, theirs and theirs.pause_after) if p is not None]
+    return max(planned) if planned else natural
+
+
 def assemble(job: Job, stems: bool = False) -> Programme:
     """Lay the job's finished chunks on one timeline and normalise the loudness."""
     if job.pending:
         raise RenderError(f"{len(job.pending)} chunk(s) are not rendered yet; resume the job first")
-    settings, lines = job.manifest.settings, job.script.lines
-    placed: list[tuple[str, int, np.ndarray]] = []  # (speaker, start sample, audio)
-    cues: dict[int, Cue] = {}
-    cursor, previous = _samples(LEAD_IN), None
-    for chunk in job.manifest.chunks:
-        line = lines[chunk.line_index]
-        if previous is None:
-            gap = line.pause_before
-        elif previous.line_index == line.index:
-            gap = SPLIT_GAP
-        else:
-            natural = settings.turn_gap if line.turn != lines[previous.line_index].turn else settings.line_gap
-            gap = line.pause_before or natural
-        cursor += _samples(gap)
-        audio = _fade(job.chunk_audio(chunk))
-        placed.append((chunk.speaker, cursor, audio))
-        cue = cues.setdefault(line.index, Cue(line.index, line.speaker, line.text, cursor / SAMPLE_RATE, 0.0))
-        cursor += audio.size
-        cue.end = cursor / SAMPLE_RATE
-        previous = chunk
-    total = cursor + _samples(job.script.trailing_pause + TAIL)
+    placed, total = layout(job)
     mix = np.zeros(total, np.float32)
     tracks = {s: np.zeros(total, np.float32) for s in job.script.speakers} if stems else {}
-    for speaker, start, audio in placed:
+    cues: dict[int, Cue] = {}
+    for chunk, start in placed:
+        audio = fade(job.chunk_audio(chunk))
         mix[start:start + audio.size] += audio
         if stems:
-            tracks[speaker][start:start + audio.size] += audio
-    gain = loudness_gain(mix)
-    mix *= gain
-    limiter = true_peak_limiter(mix)
+            tracks[chunk.speaker][start:start + audio.size] += audio
+        line = job.script.lines[chunk.line_index]
+        cue = cues.setdefault(line.index, Cue(line.index, line.speaker, line.text, start / SAMPLE_RATE, 0.0))
+        cue.end = (start + audio.size) / SAMPLE_RATE
+    gain = normalise(mix)
     for track in tracks.values():
-        track *= gain * limiter
-    return Programme(mix * limiter, list(cues.values()), tracks)
+        track *= gain
+    return Programme(mix * gain, list(cues.values()), tracks)
 
 
 def loudness_gain(audio: np.ndarray, target: float = TARGET_LUFS) -> float:
@@ -97,23 +112,39 @@ def loudness_gain(audio: np.ndarray, target: float = TARGET_LUFS) -> float:
     return 1.0 if not np.isfinite(loudness) else float(10 ** ((target - loudness) / 20))
 
 
+def normalise(audio: np.ndarray, rounds: int = 3) -> np.ndarray:
+    """Per-sample gain bringing ``audio`` to −16 LUFS with true peak ≤ −1 dBTP.
+
+    Gain and limiting alternate a few times: limiting the peaks lowers the loudness a little, the
+    next gain restores it, and the last step is always the limiter so the ceiling holds.
+    """
+    total = np.ones_like(audio)
+    current = audio
+    for _ in range(rounds):
+        step = loudness_gain(current)
+        limit = true_peak_limiter(current * step)
+        total *= step * limit
+        current = audio * total
+    return total
+
+
 def true_peak_limiter(audio: np.ndarray, ceiling_db: float = TRUE_PEAK_DBTP) -> np.ndarray:
     """Per-sample gain (≤ 1) keeping the 4×-oversampled true peak under ``ceiling_db``.
 
-    The gain dips over a 5 ms window around each over-peak and recovers smoothly over 50 ms, which on
-    speech is inaudible; with no peaks over the ceiling it is all ones and the audio is untouched.
+    The needed gain is spread by a minimum filter over ±10 ms, then averaged over 10 ms: every average
+    only contains values at or below the gain the peak needs, so the ceiling holds, and the gain moves
+    smoothly (no distortion). With no peaks over the ceiling it is all ones.
     """
-    ceiling = 10 ** (ceiling_db / 20) * 0.995  # a hair of margin for the meter's own interpolation
-    over = np.abs(soxr.resample(audio, SAMPLE_RATE, 4 * SAMPLE_RATE)).reshape(-1)[: audio.size * 4]
-    peak = np.maximum.reduceat(over, np.arange(0, over.size, 4))[: audio.size]
-    need = np.minimum(1.0, ceiling / np.maximum(peak, 1e-9))
+    ceiling = 10 ** (ceiling_db / 20) * 0.99  # a hair of margin for meters' own interpolation
+    over = np.abs(soxr.resample(audio, SAMPLE_RATE, 4 * SAMPLE_RATE))[: audio.size * 4]
+    peak = np.zeros(audio.size, np.float32)
+    peak[: -(-over.size // 4)] = np.maximum.reduceat(over, np.arange(0, over.size, 4))
+    need = np.minimum(1.0, ceiling / np.maximum(peak, 1e-9)).astype(np.float32)
     if need.min() >= 1.0:
         return np.ones_like(audio)
-    gain = minimum_filter1d(need, size=_samples(0.005) * 2 + 1)
-    release = _samples(0.05)
-    kernel = np.hanning(2 * release + 1)
-    smooth = 1.0 - np.convolve(1.0 - gain, kernel / kernel.max(), mode="same")
-    return np.clip(np.minimum(gain, smooth), 0.0, 1.0).astype(np.float32)
+    window = _samples(0.010)
+    held = minimum_filter1d(need, size=2 * window + 1)
+    return np.minimum(uniform_filter1d(held, size=window), 1.0).astype(np.float32)
 
 
 def export_job(job: Job, out: Path, stems: bool = False, mp3_kbps: int = 96) -> dict[str, str]:
@@ -134,23 +165,20 @@ def export_job(job: Job, out: Path, stems: bool = False, mp3_kbps: int = 96) -> 
     for speaker, track in programme.stems.items():
         outputs[f"stem:{speaker}"] = write_wav(track, base.parent / f"{base.name}.{_safe(speaker)}.wav")
     job.manifest.outputs = outputs
+    job.manifest.status, job.manifest.message = "done", None
     job.save()
     return outputs
 
 
 def write_wav(audio: np.ndarray, path: Path) -> str:
-    write_atomic(path, lambda f: sf.write(f, _pcm16(audio), SAMPLE_RATE, format="WAV", subtype="PCM_16"))
+    write_bytes_atomic(path, wav_bytes(pcm16(audio)))
     return str(path)
 
 
 def write_mp3(audio: np.ndarray, path: Path, title: str, kbps: int = 96) -> str:
     """MP3 via LAME, tagged (ID3v2) with the title and an AI-generated-speech disclosure."""
-    encoder = lameenc.Encoder()
-    encoder.set_bit_rate(kbps)
-    encoder.set_in_sample_rate(SAMPLE_RATE)
-    encoder.set_channels(1)
-    encoder.set_quality(2)
-    data = encoder.encode(_pcm16(audio).tobytes()) + encoder.flush()
+    encoder = mp3_encoder(kbps)
+    data = encoder.encode(pcm16(audio).tobytes()) + encoder.flush()
     tags = ID3()
     tags.add(TIT2(encoding=3, text=title))
     tags.add(TPE1(encoding=3, text="VibeVoice WebUI"))
@@ -158,8 +186,18 @@ def write_mp3(audio: np.ndarray, path: Path, title: str, kbps: int = 96) -> str:
     tags.add(COMM(encoding=3, lang="eng", desc="disclosure", text=DISCLOSURE))
     buffer = io.BytesIO(bytes(data))
     tags.save(buffer)  # mutagen prepends the ID3 header to the file object
-    write_atomic(path, lambda f: f.write(buffer.getvalue()))
+    write_bytes_atomic(path, buffer.getvalue())
     return str(path)
+
+
+def mp3_encoder(kbps: int = 96) -> lameenc.Encoder:
+    """A LAME encoder for the programme's format (24 kHz mono); feed it 16-bit PCM bytes."""
+    encoder = lameenc.Encoder()
+    encoder.set_bit_rate(kbps)
+    encoder.set_in_sample_rate(SAMPLE_RATE)
+    encoder.set_channels(1)
+    encoder.set_quality(2)
+    return encoder
 
 
 def to_srt(cues: list[Cue]) -> str:
@@ -174,7 +212,7 @@ def to_vtt(cues: list[Cue]) -> str:
 
 
 def write_text(path: Path, text: str) -> str:
-    write_atomic(path, lambda f: f.write(text.encode("utf-8")))
+    write_bytes_atomic(path, text.encode("utf-8"))
     return str(path)
 
 
@@ -183,7 +221,7 @@ def _stamp(seconds: float, sep: str) -> str:
     return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}{sep}{ms % 1000:03d}"
 
 
-def _fade(audio: np.ndarray) -> np.ndarray:
+def fade(audio: np.ndarray) -> np.ndarray:
     n = min(_samples(FADE_SECONDS), audio.size // 2)
     if n == 0:
         return audio
@@ -194,7 +232,7 @@ def _fade(audio: np.ndarray) -> np.ndarray:
     return audio
 
 
-def _pcm16(audio: np.ndarray) -> np.ndarray:
+def pcm16(audio: np.ndarray) -> np.ndarray:
     return np.round(np.clip(audio, -1.0, 32767 / 32768) * 32768).astype(np.int16)
 
 

@@ -16,11 +16,9 @@ Layout of a job directory::
 
 from __future__ import annotations
 
-import errno
 import hashlib
+import io
 import json
-import os
-import tempfile
 import threading
 import time
 import uuid
@@ -34,9 +32,11 @@ import numpy as np
 import soundfile as sf
 from pydantic import BaseModel, Field
 
-from . import __version__
+from . import __version__, delivery
+from .atomic import is_disk_full, write_bytes_atomic
 from .engines import SAMPLE_RATE, Segment, get_engine
 from .engines.base import split_text
+from .plan.schema import Plan
 from .script import Script, parse_script
 from .voices import VoiceTemplate
 
@@ -60,6 +60,8 @@ class ChunkRecord(BaseModel):
     line_index: int
     speaker: str
     text: str
+    speed: float = 1.0
+    emotion: str | None = None  # the plan's emotion, when the voice has a variant for it
     status: Literal["pending", "done", "failed"] = "pending"
     samples: int = 0
     render_seconds: float = 0.0
@@ -76,11 +78,15 @@ class Manifest(BaseModel):
     tool: str = f"vibevoice-webui {__version__}"
     created: str
     updated: str
-    status: Literal["pending", "rendering", "done", "interrupted", "failed"] = "pending"
+    # rendered = every chunk on disk; done = exported too (``export.export_job`` sets it).
+    status: Literal["pending", "queued", "rendering", "rendered", "done", "interrupted", "failed"] = "pending"
+    title: str = ""
     message: str | None = None
     script: str
     voices: dict[str, VoiceTemplate]
     settings: RenderSettings
+    plan: Plan | None = None
+    notes: list[str] = Field(default_factory=list, description="plan requests the engines cannot honour")
     chunks: list[ChunkRecord]
     outputs: dict[str, str] = Field(default_factory=dict)
 
@@ -97,6 +103,13 @@ class Progress:
     text: str | None
 
 
+def clock(seconds: float) -> str:
+    """``75`` → ``1:15``; ``3725`` → ``1:02:05`` (for progress, ETAs and estimates)."""
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
+        f"{seconds // 60}:{seconds % 60:02d}"
+
+
 class RenderError(RuntimeError):
     """A render stopped; the job directory is intact and ``--resume`` continues it."""
 
@@ -111,7 +124,7 @@ class Job:
 
     @classmethod
     def create(cls, directory: Path, script_text: str, voices: dict[str, VoiceTemplate],
-               settings: RenderSettings | None = None) -> "Job":
+               settings: RenderSettings | None = None, plan: Plan | None = None) -> "Job":
         """Start a job, or update the one already in ``directory`` keeping every finished chunk."""
         directory = Path(directory)
         settings = settings or RenderSettings()
@@ -119,7 +132,7 @@ class Job:
         check_voices(script, voices)
         now = _now()
         old = cls.open(directory).manifest if (directory / MANIFEST).exists() else None
-        chunks = plan_chunks(script, voices, settings)
+        chunks = plan_chunks(script, voices, settings, plan)
         done = {c.key: c for c in old.chunks if c.status == "done"} if old else {}
         for chunk in chunks:
             if chunk.key in done and (directory / chunk.file).exists():
@@ -127,7 +140,9 @@ class Job:
                 chunk.render_seconds = done[chunk.key].render_seconds
         manifest = Manifest(
             job_id=old.job_id if old else uuid.uuid4().hex[:12], created=old.created if old else now, updated=now,
-            script=script_text, voices=voices, settings=settings, chunks=chunks,
+            script=script_text, voices=voices, settings=settings, chunks=chunks, plan=plan,
+            notes=delivery.unsupported(plan, voices, {line.index: line.speaker for line in script.lines},
+                                       {v.engine: get_engine(v.engine).capabilities for v in voices.values()}),
         )
         job = cls(directory, manifest)
         job.save()
@@ -170,7 +185,7 @@ class Job:
             self._set_status("interrupted", "stopped by the user; resume to continue")
             raise
         except OSError as err:
-            reason = "the disk is full" if err.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT) else str(err)
+            reason = "the disk is full" if is_disk_full(err) else str(err)
             self._set_status("failed", f"could not write to {self.dir}: {reason}")
             raise RenderError(f"{self.manifest.message}. Finished chunks are kept; free space and resume.") from err
         self._report(progress, None, started, done_chars, todo_chars)
@@ -178,23 +193,26 @@ class Job:
             lines = ", ".join(str(self.script.lines[c.line_index].source_line) for c in failures)
             self._set_status("failed", f"{len(failures)} chunk(s) failed (script lines {lines}): {failures[0].error}")
             raise RenderError(f"{self.manifest.message}. Other chunks are kept; resume to retry.")
-        self._set_status("done")
+        self._set_status("rendered")
         return self.manifest
 
     def _render_chunk(self, chunk: ChunkRecord) -> np.ndarray | None:
         voice = self.manifest.voices[chunk.speaker]
+        if chunk.emotion:
+            voice = voice.model_copy(update={"spec": voice.emotions[chunk.emotion]})
         line = self.script.lines[chunk.line_index]
-        segment = Segment(chunk.line_index, chunk.speaker, chunk.text, line.language,
-                          voice.speed * self.manifest.settings.speed)
+        segment = Segment(chunk.line_index, chunk.speaker, chunk.text, line.language, chunk.speed)
         t0 = time.monotonic()
         try:
             result = get_engine(voice.engine).synthesize([segment], {chunk.speaker: voice})
         except Exception as err:  # an engine bug must not cost the rest of the job
+            if is_disk_full(err):
+                raise  # the engine could not write (e.g. its cache): the whole job stops, resumably
             chunk.status, chunk.error = "failed", f"{type(err).__name__}: {err}"
             self.save()
             return None
         audio = np.asarray(result.audio, np.float32)
-        write_atomic(self.dir / chunk.file, lambda f: sf.write(f, audio, SAMPLE_RATE, format="WAV", subtype="FLOAT"))
+        write_bytes_atomic(self.dir / chunk.file, wav_bytes(audio, "FLOAT"))
         chunk.status, chunk.samples, chunk.error = "done", int(audio.size), None
         chunk.render_seconds = round(time.monotonic() - t0, 3)
         self.save()
@@ -225,8 +243,7 @@ class Job:
 
     def save(self) -> None:
         self.manifest.updated = _now()
-        text = self.manifest.model_dump_json(indent=1)
-        write_atomic(self.dir / MANIFEST, lambda f: f.write(text.encode("utf-8")))
+        write_bytes_atomic(self.dir / MANIFEST, self.manifest.model_dump_json(indent=1).encode("utf-8"))
 
     def _set_status(self, status: str, message: str | None = None) -> None:
         self.manifest.status, self.manifest.message = status, message
@@ -248,17 +265,22 @@ def check_voices(script: Script, voices: dict[str, VoiceTemplate]) -> None:
             raise ValueError(f"speaker {speaker!r}: {err}") from err
 
 
-def plan_chunks(script: Script, voices: dict[str, VoiceTemplate], settings: RenderSettings) -> list[ChunkRecord]:
+def plan_chunks(script: Script, voices: dict[str, VoiceTemplate], settings: RenderSettings,
+                plan: Plan | None = None) -> list[ChunkRecord]:
     """Cut every line into pieces its engine can speak in one call; key each by what shapes its audio."""
     chunks: list[ChunkRecord] = []
+    plans = delivery.line_plans(plan)
     for line in script.lines:
-        voice = voices[line.speaker]
+        line_plan = plans.get(line.index)
+        voice = delivery.line_voice(voices[line.speaker], line_plan)
+        speed = delivery.line_speed(voices[line.speaker], settings.speed, line_plan)
+        emotion = line_plan.emotion if voice is not voices[line.speaker] else None
         engine = get_engine(voice.engine)
         for text in split_text(line.text, engine.capabilities.max_chunk_chars):
-            key = chunk_key(engine.version, voice, text, line.language, voice.speed * settings.speed,
+            key = chunk_key(engine.version, voice, text, line.language, speed,
                             settings.seed if engine.capabilities.seeded else None)
-            chunks.append(ChunkRecord(index=len(chunks), key=key, line_index=line.index,
-                                      speaker=line.speaker, text=text))
+            chunks.append(ChunkRecord(index=len(chunks), key=key, line_index=line.index, speaker=line.speaker,
+                                      text=text, speed=round(speed, 4), emotion=emotion))
     return chunks
 
 
@@ -269,23 +291,12 @@ def chunk_key(engine_version: str, voice: VoiceTemplate, text: str, language: st
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def write_atomic(path: Path, write: Callable) -> None:
-    """Write via a temporary file in the same directory, fsync, then rename over ``path``.
-
-    A reader (or a resumed job) sees either the old file or the complete new one, never a torn
-    write; on failure the temporary file is removed so a full disk does not fill up further.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def wav_bytes(audio: np.ndarray, subtype: str = "PCM_16") -> bytes:
+    """Encode in memory first: libsndfile swallows write errors raised inside its I/O callbacks, so
+    writing through it directly would hide a full disk; a plain ``write`` of bytes raises it."""
+    buffer = io.BytesIO()
+    sf.write(buffer, audio, SAMPLE_RATE, format="WAV", subtype=subtype)
+    return buffer.getvalue()
 
 
 def _now() -> str:

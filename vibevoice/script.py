@@ -80,6 +80,13 @@ class Script(BaseModel):
         speech = sum(estimate_speech_seconds(line.text, line.language) for line in self.lines)
         return speech + sum(line.pause_before for line in self.lines) + self.trailing_pause
 
+    def speaker_languages(self) -> dict[str, set[str]]:
+        """Which languages each speaker uses, so default voices can match (a Mandarin voice for 中文)."""
+        langs: dict[str, set[str]] = {s: set() for s in self.speakers}
+        for line in self.lines:
+            langs[line.speaker].add(line.language)
+        return langs
+
 
 class Problem(BaseModel):
     """One thing wrong with a script, located so the page can underline it."""

@@ -10,15 +10,14 @@ same id as a preset overrides it.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from . import paths
+from .atomic import write_bytes_atomic
 
 Language = Literal["en", "zh"]
 
@@ -68,6 +67,8 @@ class VoiceTemplate(BaseModel):
     description: str = ""
     spec: Spec
     speed: float = Field(default=1.0, ge=0.5, le=2.0)
+    # Optional per-emotion variants (e.g. "excited": a brighter blend), applied by ``delivery``.
+    emotions: dict[str, Spec] = Field(default_factory=dict)
     builtin: bool = Field(default=False, exclude=True)
 
 
@@ -85,10 +86,7 @@ def load_templates() -> dict[str, VoiceTemplate]:
 def save_template(template: VoiceTemplate) -> Path:
     """Write a user template atomically so a crash never leaves half a JSON file behind."""
     target = paths.user_voices_dir() / f"{template.id}.json"
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(template.model_dump_json(indent=2))
-    os.replace(tmp, target)
+    write_bytes_atomic(target, template.model_dump_json(indent=2).encode("utf-8"))
     return target
 
 

@@ -32,7 +32,7 @@ class KokoroEngine(Engine):
         cloning=False,
         stateful=False,
         typical_rtf=0.36,
-        plan_fields=frozenset({"rate", "pause_before", "pause_after", "emotion_voice"}),
+        plan_fields=frozenset({"rate", "pause_before", "pause_after"}),
         max_chunk_chars=300,
     )
     version = "kokoro-v1.0-int8/1"

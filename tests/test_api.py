@@ -1,0 +1,148 @@
+"""The HTTP API with the official clients: openai for speech, plain HTTP for jobs, gradio_client."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import openai
+import pytest
+import soundfile as sf
+
+from conftest import Server
+
+DIALOGUE = "[Host] Welcome to the show.\n[Guest] Thanks, it is great to be here.\n"
+
+
+def _http(server, method: str, path: str, body: dict | bytes | None = None) -> tuple[int, bytes]:
+    data = body if isinstance(body, bytes) else (json.dumps(body).encode() if body is not None else None)
+    request = urllib.request.Request(server.url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=300) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def _wait_done(server, job_id: str, timeout: float = 300) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _, body = _http(server, "GET", f"/v1/jobs/{job_id}")
+        info = json.loads(body)
+        if info["status"] not in ("queued", "rendering", "rendered"):
+            return info
+        time.sleep(0.3)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return openai.OpenAI(base_url=f"{server.url}/v1", api_key="not-needed")
+
+
+def test_openai_client_speech_wav(client):
+    response = client.audio.speech.create(model="kokoro", voice="onyx", input="Hello from the speech API.",
+                                          response_format="wav")
+    audio, rate = sf.read(io.BytesIO(response.content))
+    assert rate == 24_000 and 1.0 < audio.shape[0] / rate < 6.0
+    assert np.sqrt(np.mean(audio**2)) > 0.01
+
+
+def test_openai_client_streams_mp3_with_a_multi_speaker_script(client):
+    with client.audio.speech.with_streaming_response.create(
+            model="kokoro", voice="nova", input=DIALOGUE, response_format="mp3",
+            extra_body={"voices": {"Host": "deep-male", "Guest": "bright-female"}}) as response:
+        data = b"".join(response.iter_bytes())
+    audio, rate = sf.read(io.BytesIO(data))
+    assert rate == 24_000 and audio.shape[0] / rate > 2.5  # both lines were spoken
+
+
+@pytest.mark.parametrize("fmt", ["flac", "opus", "pcm"])
+def test_openai_formats(client, fmt):
+    content = client.audio.speech.create(model="kokoro", voice="deep-male", input="Short.", response_format=fmt).content
+    if fmt == "pcm":
+        assert len(content) % 2 == 0 and len(content) > 24_000  # 16-bit mono at 24 kHz, > 0.5 s
+    else:
+        audio, rate = sf.read(io.BytesIO(content))
+        assert audio.shape[0] / rate > 0.3
+
+
+def test_job_create_progress_download(server):
+    status, body = _http(server, "POST", "/v1/jobs", {"script": DIALOGUE, "voices": {"Guest": "warm-female"}})
+    assert status == 201, body
+    job = json.loads(body)
+    assert job["speakers"] == ["Host", "Guest"] and job["voices"]["Guest"] == "warm-female"
+    info = _wait_done(server, job["id"])
+    assert info["status"] == "done" and info["done"] == info["total"]
+    assert {"wav", "mp3", "srt", "vtt", "stem:Host", "stem:Guest"} <= set(info["outputs"])
+    status, mp3 = _http(server, "GET", f"/v1/jobs/{job['id']}/files/mp3")
+    assert status == 200 and sf.read(io.BytesIO(mp3))[0].shape[0] > 24_000 * 2
+    status, srt = _http(server, "GET", f"/v1/jobs/{job['id']}/files/srt")
+    assert status == 200 and b"[Guest] Thanks, it is great to be here." in srt
+    status, listing = _http(server, "GET", "/v1/jobs")
+    assert job["id"] in [j["id"] for j in json.loads(listing)]
+
+
+def test_bad_script_is_a_422_with_line_numbers(server):
+    status, body = _http(server, "POST", "/v1/jobs", {"script": "[A] Hi.\n[] nobody\n"})
+    assert status == 422
+    problems = json.loads(body)["problems"]
+    assert problems[0]["line"] == 2 and "empty speaker tag" in problems[0]["message"]
+
+
+def test_unknown_voice_is_a_422(server):
+    status, body = _http(server, "POST", "/v1/jobs", {"script": DIALOGUE, "voices": {"Host": "no-such-voice"}})
+    assert status == 422 and b"unknown voice" in body
+
+
+def test_oversized_body_is_refused(server):
+    status, body = _http(server, "POST", "/v1/jobs", json.dumps({"script": "[A] " + "x" * 1_000_000}).encode())
+    assert status == 413 and b"bytes" in body
+
+
+@pytest.mark.parametrize("path", ["/v1/jobs/..%2F..%2Fetc/files/wav", "/v1/jobs/../../etc/passwd",
+                                  "/v1/jobs/0123456789ab/files/..%2F..%2Fjob.json", "/v1/jobs/%2Fetc%2Fpasswd"])
+def test_paths_cannot_escape_the_jobs_directory(server, path):
+    status, body = _http(server, "GET", path)
+    assert status == 404
+    assert b"root:" not in body
+
+
+def test_gradio_client_checks_and_renders(server):
+    from gradio_client import Client
+
+    client = Client(server.url, verbose=False)
+    problems, estimate, *_ = client.predict("[A] Hello.\n[B] Hi there.\n", api_name="/validate")
+    assert problems == "" and "2 speaker(s)" in estimate
+    problems, *_ = client.predict("[A] Hello.\n[]\n", api_name="/validate")
+    assert "line 2" in problems
+    job_id, _ = client.predict("[A] Hello from Gradio.\n", 1.0, 0, 0.45, "A", "bright-female",
+                               "", None, "", None, "", None, api_name="/start_job")
+    info = _wait_done(server, job_id)
+    assert info["status"] == "done" and info["voices"] == {"A": "bright-female"}
+
+
+def test_server_restart_mid_job_then_resume(tmp_path):
+    server = Server(tmp_path / "home").start()
+    long_script = "".join(f"[{'AB'[i % 2]}] This is line number {i + 1} of a longer script, spoken slowly.\n"
+                          for i in range(12))
+    _, body = _http(server, "POST", "/v1/jobs", {"script": long_script})
+    job_id = json.loads(body)["id"]
+    deadline = time.monotonic() + 300
+    while json.loads(_http(server, "GET", f"/v1/jobs/{job_id}")[1])["done"] < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    server.kill()  # as hard as a crash: no chance to clean up
+    server.start()
+    info = json.loads(_http(server, "GET", f"/v1/jobs/{job_id}")[1])
+    assert info["status"] == "interrupted" and 2 <= info["done"] < info["total"]
+    status, _ = _http(server, "POST", f"/v1/jobs/{job_id}/resume")
+    assert status == 200
+    info = _wait_done(server, job_id)
+    server.kill()
+    assert info["status"] == "done" and info["done"] == info["total"] == 12

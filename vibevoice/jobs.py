@@ -1,0 +1,239 @@
+"""The job queue every front end shares: the page, the HTTP API and (through ``render``) the CLI.
+
+Jobs live on disk (one directory per job under the app's jobs directory), so the list survives a page
+reload and a server restart; a job that was rendering when the server stopped comes back as
+``interrupted`` and resumes from its last finished chunk. Rendering happens in a fixed number of
+worker threads, so closing the browser tab never stops a job and the page simply reconnects to it.
+"""
+
+from __future__ import annotations
+
+import queue
+import re
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from . import paths
+from .engines import SAMPLE_RATE
+from .export import export_job, fade, layout, mp3_encoder, pcm16
+from .plan.schema import Plan
+from .render import Job, Progress, RenderError, RenderSettings
+from .script import MAX_SCRIPT_BYTES, parse_script
+from .voices import assign_voices, load_templates
+
+ACTIVE = ("queued", "rendering", "rendered")  # statuses of a job a worker still owns
+JOB_ID = re.compile(r"^[0-9a-f]{12}$")
+PREVIEW_GAIN = 10 ** (6 / 20)  # the stream is heard before loudness is measured: a fixed, safe lift
+
+
+class JobRequest(BaseModel):
+    script: str = Field(max_length=MAX_SCRIPT_BYTES, description="the dialogue script")
+    voices: dict[str, str] = Field(default_factory=dict, description="speaker → voice template id")
+    settings: RenderSettings = Field(default_factory=RenderSettings)
+    plan: Plan | None = None
+    title: str = Field(default="", max_length=120)
+
+
+class JobInfo(BaseModel):
+    id: str
+    title: str
+    status: str
+    message: str | None
+    done: int
+    total: int
+    audio_seconds: float
+    eta_seconds: float | None
+    current_line: int | None
+    speakers: list[str]
+    voices: dict[str, str]
+    outputs: list[str] = Field(description="downloadable kinds: wav, mp3, srt, vtt, stem:<speaker>")
+    created: str
+
+
+class JobNotFound(KeyError):
+    pass
+
+
+class JobService:
+    def __init__(self, root: Path | None = None, workers: int = 1) -> None:
+        self.root = Path(root or paths.jobs_dir())
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._queue: queue.Queue[str] = queue.Queue()
+        self._live: dict[str, Progress] = {}
+        self._stops: dict[str, threading.Event] = {}
+        self._changed = threading.Condition()
+        self._recover()
+        for n in range(workers):
+            threading.Thread(target=self._work, name=f"render-worker-{n}", daemon=True).start()
+
+    # -- the public API ------------------------------------------------------------------------------
+
+    def submit(self, request: JobRequest, job_id: str | None = None) -> JobInfo:
+        """Validate and queue a job (or update job ``job_id``, re-rendering only what changed).
+
+        Raises ``ScriptError`` / ``VoiceError`` / ``ValueError`` for bad input before anything is queued.
+        """
+        script = parse_script(request.script)
+        voices = assign_voices(script.speakers, script.speaker_languages(), request.voices, load_templates())
+        job_id = job_id or uuid.uuid4().hex[:12]
+        directory = self._dir(job_id, must_exist=False)
+        job = Job.create(directory, request.script, voices, request.settings, request.plan)
+        if request.title:
+            job.manifest.title = request.title
+        job.manifest.status, job.manifest.message = "queued", None
+        job.save()
+        self._enqueue(job_id)
+        return self.info(job_id)
+
+    def info(self, job_id: str) -> JobInfo:
+        job = Job.open(self._dir(job_id))
+        m = job.manifest
+        live = self._live.get(job_id)
+        done = sum(c.status == "done" for c in m.chunks)
+        return JobInfo(
+            id=job_id, title=m.title or _first_words(job), status=m.status, message=m.message, done=done,
+            total=len(m.chunks), audio_seconds=sum(c.samples for c in m.chunks) / SAMPLE_RATE,
+            eta_seconds=live.eta if live else None, current_line=live.line_index if live else None,
+            speakers=job.script.speakers, voices={s: v.id for s, v in m.voices.items()},
+            outputs=sorted(m.outputs), created=m.created,
+        )
+
+    def list(self) -> list[JobInfo]:
+        found = []
+        for manifest in self.root.glob("*/job.json"):
+            try:
+                found.append(self.info(manifest.parent.name))
+            except (RenderError, ValueError):
+                continue  # a foreign or damaged folder is not a job; leave it alone
+        return sorted(found, key=lambda j: j.created, reverse=True)
+
+    def resume(self, job_id: str) -> JobInfo:
+        job = Job.open(self._dir(job_id))
+        if job.manifest.status in ACTIVE:
+            return self.info(job_id)
+        job.manifest.status, job.manifest.message = "queued", None
+        job.save()
+        self._enqueue(job_id)
+        return self.info(job_id)
+
+    def cancel(self, job_id: str) -> JobInfo:
+        self._dir(job_id)
+        self._stops.setdefault(job_id, threading.Event()).set()
+        job = Job.open(self._dir(job_id))
+        if job.manifest.status == "queued":
+            job.manifest.status, job.manifest.message = "interrupted", "cancelled; resume to continue"
+            job.save()
+        return self.info(job_id)
+
+    def delete(self, job_id: str) -> None:
+        self.cancel(job_id)
+        shutil.rmtree(self._dir(job_id))
+
+    def output_path(self, job_id: str, kind: str) -> Path:
+        outputs = Job.open(self._dir(job_id)).manifest.outputs
+        if kind not in outputs:
+            raise JobNotFound(f"job {job_id} has no {kind!r} output (yet); it has: {', '.join(outputs) or 'none'}")
+        return Path(outputs[kind])
+
+    def wait(self, job_id: str, timeout: float = 600) -> JobInfo:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self.info(job_id).status in ACTIVE and time.monotonic() < deadline:
+                self._changed.wait(timeout=0.5)
+        return self.info(job_id)
+
+    def stream_mp3(self, job_id: str, poll: float = 0.1) -> Iterator[bytes]:
+        """MP3 of the job as it renders: each chunk is sent, with its gap, as soon as it is on disk.
+
+        Browsers play a progressive MP3 while it downloads, so listening starts after the first chunk.
+        Placement matches the final file exactly (same ``layout``); only the loudness differs, since
+        the final gain needs the whole programme.
+        """
+        encoder, sent = mp3_encoder(), 0
+        for chunk_audio, start in self._chunks_in_order(job_id, poll):
+            silence = np.zeros(max(0, start - sent), np.float32)
+            audio = np.concatenate([silence, fade(chunk_audio) * PREVIEW_GAIN])
+            sent = start + chunk_audio.size
+            yield bytes(encoder.encode(pcm16(audio).tobytes()))
+        yield bytes(encoder.encode(pcm16(np.zeros(SAMPLE_RATE // 2, np.float32)).tobytes()) + encoder.flush())
+
+    # -- workers -------------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            job_id = self._queue.get()
+            stop = self._stops.setdefault(job_id, threading.Event())
+            stop.clear()
+            try:
+                job = Job.open(self._dir(job_id))
+                job.render(progress=lambda p: self._progress(job_id, p), stop=stop)
+                export_job(job, job.dir / "out" / "programme.mp3", stems=len(job.script.speakers) > 1)
+            except KeyboardInterrupt:
+                pass  # cancelled: the renderer already marked the job interrupted
+            except Exception:  # noqa: BLE001 — the manifest holds the message; the worker must live on
+                pass
+            finally:
+                self._live.pop(job_id, None)
+                self._notify()
+
+    def _progress(self, job_id: str, progress: Progress) -> None:
+        self._live[job_id] = progress
+        self._notify()
+
+    def _chunks_in_order(self, job_id: str, poll: float) -> Iterator[tuple[np.ndarray, int]]:
+        index = 0
+        while True:
+            job = Job.open(self._dir(job_id))
+            chunks = job.manifest.chunks
+            if index >= len(chunks):
+                return
+            chunk = chunks[index]
+            if chunk.status == "done":
+                placed, _ = layout(job)
+                yield job.chunk_audio(chunk), placed[index][1]
+                index += 1
+            elif job.manifest.status not in ACTIVE:
+                return  # stopped or failed: end the stream where the audio ends
+            else:
+                time.sleep(poll)
+
+    def _recover(self) -> None:
+        """Jobs that were queued or rendering when the server stopped become resumable, not lost."""
+        for manifest in self.root.glob("*/job.json"):
+            try:
+                job = Job.open(manifest.parent)
+            except (RenderError, ValueError):
+                continue
+            if job.manifest.status in ACTIVE + ("pending",):
+                job.manifest.status = "interrupted"
+                job.manifest.message = "the server stopped during this job; resume to continue"
+                job.save()
+
+    def _enqueue(self, job_id: str) -> None:
+        self._queue.put(job_id)
+        self._notify()
+
+    def _notify(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    def _dir(self, job_id: str, must_exist: bool = True) -> Path:
+        """The job's directory; ids are fixed-form hex, so no request can reach outside ``root``."""
+        if not JOB_ID.match(job_id or ""):
+            raise JobNotFound(f"{job_id!r} is not a job id")
+        directory = self.root / job_id
+        if must_exist and not (directory / "job.json").exists():
+            raise JobNotFound(f"no job {job_id}")
+        return directory
+
+
+def _first_words(job: Job) -> str:
+    text = job.script.lines[0].text if job.script.lines else ""
+    return text[:48] + ("…" if len(text) > 48 else "")
