@@ -40,14 +40,15 @@ CHAT_TEMPLATE = (
 )
 
 
-def tiny_config(hidden: int = 32, layers: int = 2, latent: int = 16, max_positions: int = 8192):
+def tiny_config(hidden: int = 32, layers: int = 2, latent: int = 16, max_positions: int = 8192, heads: int = 4,
+                kv_heads: int = 2):
     from transformers import VibeVoiceConfig
 
     codec = {"num_filters": 2, "depths": [1] * 7, "kernel_size": 3, "downsampling_ratios": [2, 2, 4, 5, 5, 8]}
     return VibeVoiceConfig(
         text_config={
             "model_type": "qwen2", "vocab_size": 260, "hidden_size": hidden, "intermediate_size": 2 * hidden,
-            "num_hidden_layers": layers, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "num_hidden_layers": layers, "num_attention_heads": heads, "num_key_value_heads": kv_heads,
             "max_position_embeddings": max_positions, "tie_word_embeddings": True,
         },
         audio_config={"model_type": "vibevoice_acoustic_tokenizer", "hidden_size": latent, **codec},
@@ -185,3 +186,56 @@ def forced_engine(model_dir: Path, plan: list[int], chunk_frames: int = 4):
     engine = VibeVoiceEngine(model_dir, device="cpu", chunk_frames=chunk_frames)
     engine.logits_processors = lambda scene, prompt_length: [ForceTokens([plan] * 8, prompt_length)]
     return engine
+
+
+def measure_peak(fn, after: str | None = None) -> tuple[object, int]:
+    """Run ``fn`` and return (its result, peak bytes of CPU tensor memory allocated while it ran, above
+    what was allocated before). Uses the profiler's allocator events, so it counts every tensor,
+    including transients. With ``after``, only the peak from the start of the ``record_function(after)``
+    range on counts (what was allocated before it and is still alive is included)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        result = fn()
+    events = prof.profiler.kineto_results.events()
+    since = min((e.start_ns() for e in events if after and e.name() == after), default=0)
+    live = peak = 0
+    for start, nbytes in sorted((e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]"):
+        live += nbytes
+        if start >= since:
+            peak = max(peak, live)
+    return result, peak
+
+
+def kv_heavy_checkpoint(directory: Path) -> Path:
+    """A tiny checkpoint whose KV cache is a large share of memory (for checking the estimator)."""
+    return build_tiny_checkpoint(directory, hidden=256, layers=4, latent=16, heads=4, kv_heads=4)
+
+
+def measured_working_memory(model, inputs, plan: list[int], frames: int, directory: Path,
+                            last: int = 4) -> tuple[int, int]:
+    """Measured bytes above the weights: (peak while encoding the prompt, peak over the last ``last``
+    frames of a ``frames``-frame generation). The long middle runs unprofiled (the profiler is slow);
+    its state is saved and loaded back inside the profiled window, so every live tensor is counted."""
+    from torch.profiler import record_function
+
+    from vibevoice.engines.vibevoice.generation import GenerationOptions, StateStore, generate_chunk
+
+    options, length = GenerationOptions(), inputs["input_ids"].shape[1]
+    force = lambda: [ForceTokens([plan], length)]  # noqa: E731
+    torch.manual_seed(0)
+    first, prompt_peak = measure_peak(lambda: generate_chunk(model, inputs, None, 1, options,
+                                                             logits_processors=force()))
+    middle = generate_chunk(model, inputs, first.carry, frames - last - 1, options, logits_processors=force())
+    store = StateStore(directory)
+    store.save({}, middle.carry, [torch.cat([first.audio[0], middle.audio[0]])])
+    del first, middle
+
+    def last_chunk():
+        carry, audio, _ = store.load(model.config.text_config, model.device)
+        with record_function("last-chunk"):
+            result = generate_chunk(model, inputs, carry, last, options, logits_processors=force())
+        return audio, result
+
+    _, end_peak = measure_peak(last_chunk, after="last-chunk")
+    return prompt_peak, end_peak

@@ -260,3 +260,24 @@ def load(checkpoint: Checkpoint, device: torch.device, dtype: torch.dtype, atten
     if not processor.chat_template:
         raise CheckpointError(f"{checkpoint.path} has no chat template; copy chat_template.jinja from the checkpoint")
     return model, processor
+
+
+# The published sizes, for estimates without a checkpoint at hand (the benchmark's 1.5B figure). The
+# codec and diffusion-head settings are VibeVoiceConfig's defaults, which are those of both releases.
+PUBLISHED_TEXT_CONFIGS = {
+    "VibeVoice-1.5B": {"hidden_size": 1536, "intermediate_size": 8960, "num_hidden_layers": 28,
+                       "num_attention_heads": 12, "num_key_value_heads": 2, "vocab_size": 151936,
+                       "max_position_embeddings": 65536, "tie_word_embeddings": True},
+    "VibeVoice-Large": {"hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
+                        "num_attention_heads": 28, "num_key_value_heads": 4, "vocab_size": 152064,
+                        "max_position_embeddings": 32768, "tie_word_embeddings": False},
+}
+
+
+def published_config(name: str):
+    """A ``VibeVoiceConfig`` with the published shapes of ``VibeVoice-1.5B`` or ``VibeVoice-Large``."""
+    from transformers import VibeVoiceConfig
+
+    text = PUBLISHED_TEXT_CONFIGS[name]
+    return VibeVoiceConfig(text_config={"model_type": "qwen2", **text},
+                           diffusion_head_config={"num_hidden_layers": 4, "intermediate_size": 3 * text["hidden_size"]})

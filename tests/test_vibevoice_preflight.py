@@ -1,0 +1,96 @@
+"""Preflight: the memory estimator agrees with measured peaks on tiny models, and refuses what won't fit."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+sys.path.insert(0, str(Path(__file__).parent))
+from vibevoice_tiny import (VOICE_SCRIPT, kv_heavy_checkpoint, measured_working_memory, speech_plan,  # noqa: E402
+                            tiny_dir)
+
+from vibevoice.engines.vibevoice import configuration  # noqa: E402
+from vibevoice.engines.vibevoice.preflight import GIB, estimate, kv_bytes_per_token, preflight  # noqa: E402
+from vibevoice.render import RenderSettings  # noqa: E402
+from vibevoice.script import parse_script  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("frames,clip_samples", [(60, 0), (40, 48000)])
+def test_estimate_within_15_percent_of_measured(tmp_path_factory, frames, clip_samples):
+    from vibevoice.engines.vibevoice.processing import build_inputs, check_clip, conversation
+
+    directory = kv_heavy_checkpoint(tmp_path_factory.getbasetemp() / "vibevoice-kv-heavy")
+    checkpoint = configuration.inspect_checkpoint(directory)
+    model, processor = configuration.load(checkpoint, torch.device("cpu"), torch.float32, "sdpa")
+    script = parse_script(VOICE_SCRIPT)
+    clips = ({"Alice": check_clip(np.random.RandomState(0).randn(clip_samples).astype(np.float32) * 0.1, 24000)}
+             if clip_samples else {})
+    inputs = build_inputs(processor, [conversation(script.lines, {"Alice": "0", "Ben": "1"}, clips)])
+    prompt_measured, end_measured = measured_working_memory(model, inputs, speech_plan(frames + 10), frames,
+                                                            tmp_path_factory.mktemp("state"))
+    prompt_phase, end_phase = estimate(checkpoint.config, torch.float32, prompt_tokens=inputs["input_ids"].shape[1],
+                                       frames=frames, clip_samples=[clip_samples] if clip_samples else [],
+                                       device_type="cpu", parameters=checkpoint.parameters)
+    weights = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+    assert prompt_phase[0].bytes == pytest.approx(weights, rel=1e-3)  # parameters; buffers are tiny
+    for measured, items in ((prompt_measured, prompt_phase), (end_measured, end_phase)):
+        working = sum(i.bytes for i in items) - weights  # what the estimator adds above the weights
+        assert 0.85 <= working / measured <= 1.15, (working, measured, items)
+    peak_measured = weights + max(prompt_measured, end_measured)
+    peak_estimated = max(sum(i.bytes for i in prompt_phase), sum(i.bytes for i in end_phase))
+    assert 0.85 <= peak_estimated / peak_measured <= 1.15
+
+
+def test_published_sizes():
+    from transformers import VibeVoiceForConditionalGeneration
+
+    for name, params, kv in (("VibeVoice-1.5B", 2.704, 28), ("VibeVoice-Large", 9.343, 56)):
+        config = configuration.published_config(name)
+        with torch.device("meta"):
+            count = sum(p.numel() for p in VibeVoiceForConditionalGeneration(config).parameters())
+        assert round(count / 1e9, 3) == params
+        assert kv_bytes_per_token(config.text_config, 2) == kv * 1024
+
+
+def test_preflight_report_and_levers(tmp_path_factory):
+    model_dir = tiny_dir(tmp_path_factory)
+    script = parse_script(VOICE_SCRIPT)
+    report = preflight(script, model_dir, RenderSettings(), device="cpu", budget_bytes=GIB)
+    assert report.fits and report.speakers == 2 and report.levers == []
+    assert "peak" in report.summary() and "fits" in report.summary()
+    tight = preflight(script, model_dir, RenderSettings(), device="cpu", budget_bytes=1000)
+    assert not tight.fits and tight.levers
+    assert "does NOT fit" in tight.summary()
+
+
+def test_preflight_command(tmp_path_factory, tmp_path):
+    from vibevoice.engines.vibevoice.cli import preflight_command
+    import typer
+
+    app = typer.Typer()
+    app.command()(preflight_command)
+    script = tmp_path / "script.txt"
+    script.write_text(VOICE_SCRIPT)
+    model_dir = tiny_dir(tmp_path_factory)
+    runner = CliRunner()
+    ok = runner.invoke(app, [str(script), "--model-dir", str(model_dir), "--device", "cpu", "--budget-gib", "1"])
+    assert ok.exit_code == 0, ok.output
+    assert "fits" in ok.output
+    too_big = runner.invoke(app, [str(script), "--device", "cpu", "--budget-gib", "0.000001"],
+                            env={"VIBEVOICE_MODEL_DIR": str(model_dir)})
+    assert too_big.exit_code == 1 and "levers" in too_big.output
+    broken = runner.invoke(app, [str(script), "--model-dir", str(tmp_path), "--device", "cpu"])
+    assert broken.exit_code == 3
