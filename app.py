@@ -20,11 +20,15 @@ from vibevoice.api import create_api  # noqa: E402
 from vibevoice.jobs import JobService  # noqa: E402
 
 
+# System fonts only: the default theme would ask a web font service, which an offline machine lacks.
+THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+
+
 def create_app(workers: int = 1) -> FastAPI:
     """FastAPI with the API under /v1 and the Gradio page mounted at /."""
     service = JobService(workers=workers)
     api = create_api(service)
-    return gr.mount_gradio_app(api, build_page(service), path="/", js=PLAYER_JS, footer_links=["api"])
+    return gr.mount_gradio_app(api, build_page(service), path="/", js=PLAYER_JS, footer_links=["api"], theme=THEME)
 
 
 def main() -> None:

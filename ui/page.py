@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import time
+from functools import partial
 from pathlib import Path
 
 import gradio as gr
@@ -61,7 +62,7 @@ PLAYER_JS = """
 
 def build_page(service: JobService) -> gr.Blocks:
     templates = load_templates()
-    voice_choices = [(f"{t.name} — {t.id}", t.id) for t in templates.values()]
+    voice_choices = [(t.name, t.id) for t in templates.values()]
     with gr.Blocks(title="VibeVoice WebUI") as page:
         gr.Markdown("# VibeVoice WebUI\nPaste a dialogue, give each speaker a voice, and generate a podcast.")
         job_id = gr.Textbox(visible=False, elem_id="vv-job-id")  # a component, so API clients get the id too
@@ -71,15 +72,16 @@ def build_page(service: JobService) -> gr.Blocks:
                 script = gr.Textbox(label="Script", lines=14, max_lines=40, elem_id="vv-script",
                                     placeholder="[Alice] Do you think AI can write novels?\n[Ben] Sure, once it learns to tell stories.")
                 problems = gr.Markdown(elem_id="vv-problems")
-            with gr.Column(scale=2):
+            with gr.Column(scale=3):
                 gr.Markdown("### Voices")
                 rows = []
                 for n in range(MAX_SPEAKERS):
                     with gr.Row(visible=False) as row:
-                        name = gr.Textbox(label="Speaker", interactive=False, scale=1, elem_id=f"vv-speaker-{n}")
-                        voice = gr.Dropdown(voice_choices, label="Voice", scale=2, elem_id=f"vv-voice-{n}")
-                        hint = gr.Textbox(label="Emotion hint", placeholder="e.g. calm", scale=1)
-                        preview = gr.Button("▶", scale=0, min_width=40)
+                        name = gr.Textbox(label="Speaker", interactive=False, scale=2, min_width=80,
+                                          elem_id=f"vv-speaker-{n}")
+                        voice = gr.Dropdown(voice_choices, label="Voice", scale=4, min_width=160, elem_id=f"vv-voice-{n}")
+                        hint = gr.Textbox(label="Emotion hint", placeholder="e.g. calm", scale=2, min_width=80)
+                        preview = gr.Button("▶", scale=0, min_width=44, elem_id=f"vv-preview-{n}")
                     rows.append((row, name, voice, hint, preview))
                 sample = gr.Audio(label="Voice preview", interactive=False, visible=True)
                 with gr.Accordion("Settings", open=False):
@@ -106,18 +108,18 @@ def build_page(service: JobService) -> gr.Blocks:
         script.change(validate, script, [problems, estimate, *speaker_outputs], trigger_mode="always_last",
                       api_name="validate")
         for _, name, voice, _, button in rows:
-            button.click(lambda v: preview_voice(v), voice, sample)
+            button.click(preview_voice, voice, sample)
         inputs = [script, speed, seed, turn_gap, *[c for row in rows for c in (row[1], row[2])]]
-        generate.click(lambda *a: start_job(service, *a), inputs, [job_id, status], api_name="start_job") \
+        generate.click(partial(start_job, service), inputs, [job_id, status], api_name="start_job") \
             .then(None, job_id, None, js="(id) => window.vvStream && window.vvStream(id)") \
-            .then(lambda j: watch_job(service, j), job_id, [status, final_audio, files]) \
+            .then(partial(watch_job, service), job_id, [status, final_audio, files]) \
             .then(None, job_id, None, js="(id) => window.vvFinal && window.vvFinal(id)")
-        refresh.click(lambda: list_jobs(service), None, jobs_table)
-        resume.click(lambda j: resume_job(service, j), chosen, [job_id, status]) \
+        refresh.click(partial(list_jobs, service), None, jobs_table)
+        resume.click(partial(resume_job, service), chosen, [job_id, status]) \
             .then(None, job_id, None, js="(id) => window.vvStream && window.vvStream(id)") \
-            .then(lambda j: watch_job(service, j), job_id, [status, final_audio, files]) \
+            .then(partial(watch_job, service), job_id, [status, final_audio, files]) \
             .then(None, job_id, None, js="(id) => window.vvFinal && window.vvFinal(id)")
-        page.load(lambda: list_jobs(service), None, jobs_table)
+        page.load(partial(list_jobs, service), None, jobs_table)
     return page
 
 

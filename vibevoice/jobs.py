@@ -26,7 +26,7 @@ from .export import export_job, fade, layout, mp3_encoder, pcm16
 from .plan.schema import Plan
 from .render import Job, Progress, RenderError, RenderSettings
 from .script import MAX_SCRIPT_BYTES, parse_script
-from .voices import assign_voices, load_templates
+from .voices import assign_voices, load_templates, slug
 
 ACTIVE = ("queued", "rendering", "rendered")  # statuses of a job a worker still owns
 JOB_ID = re.compile(r"^[0-9a-f]{12}$")
@@ -174,7 +174,8 @@ class JobService:
             try:
                 job = Job.open(self._dir(job_id))
                 job.render(progress=lambda p: self._progress(job_id, p), stop=stop)
-                export_job(job, job.dir / "out" / "programme.mp3", stems=len(job.script.speakers) > 1)
+                name = slug(job.manifest.title or _first_words(job))[:40].strip("-") or "podcast"
+                export_job(job, job.dir / "out" / f"{name}.mp3", stems=len(job.script.speakers) > 1)
             except KeyboardInterrupt:
                 pass  # cancelled: the renderer already marked the job interrupted
             except Exception:  # noqa: BLE001 — the manifest holds the message; the worker must live on

@@ -1,0 +1,83 @@
+"""The page in a real browser (Debian's Chromium via Playwright), driven the way a user drives it."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import soundfile as sf
+
+from conftest import ARTIFACTS
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SCRIPT = "[Alice] Do you think AI can write novels?\n[Ben] Sure, once it learns to tell stories.\n"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--autoplay-policy=no-user-gesture-required"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 1000})
+    page = context.new_page()
+    page.goto(server.url, wait_until="networkidle")
+    yield page
+    context.close()
+
+
+def _choose_voice(page, row: int, name: str) -> None:
+    box = page.locator(f"#vv-voice-{row} input")
+    box.click()
+    box.fill(name)
+    page.get_by_role("option", name=name).first.click()
+
+
+def test_paste_assign_generate_play_download(page, tmp_path):
+    page.locator("#vv-script textarea").fill(SCRIPT)
+    page.wait_for_function("document.querySelector('#vv-speaker-1 :is(input, textarea)')?.value === 'Ben'",
+                           timeout=30_000)
+    assert page.locator("#vv-speaker-0 :is(input, textarea)").input_value() == "Alice"
+    _choose_voice(page, 1, "Warm female")
+    assert "2 speaker(s)" in page.locator("#vv-estimate").inner_text()
+
+    page.locator("#vv-generate").click()
+    # The streaming player appears first and holds playable audio before the job is finished.
+    page.wait_for_function("(() => { const a = document.querySelector('#vv-audio');"
+                           " return a && a.readyState >= 2; })()", timeout=180_000)
+    # Then the finished file takes its place.
+    page.wait_for_selector("#vv-audio[data-final='1']", state="attached", timeout=180_000)
+    duration = page.evaluate("document.querySelector('#vv-audio').duration")
+    assert 3.0 < duration < 15.0
+    status = page.locator("#vv-progress").get_attribute("data-status")
+    assert status == "done"
+
+    link = page.locator("#vv-files a[download$='.mp3']").first
+    with page.expect_download() as download:
+        link.click()
+    target = tmp_path / "download.mp3"
+    download.value.save_as(target)
+    audio, rate = sf.read(target)
+    assert abs(audio.shape[0] / rate - duration) < 0.2
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "page-generated.png"), full_page=True)
+
+
+def test_bad_script_shows_line_numbers(page):
+    page.locator("#vv-script textarea").fill("[A] Fine.\n[] Who?\n[B]\n")
+    problems = page.locator("#vv-problems")
+    problems.get_by_text("line 2").wait_for(timeout=30_000)
+    text = problems.inner_text()
+    assert "line 2, column 1" in text and "line 3" in text
+    assert "Traceback" not in page.content()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "page-error.png"), full_page=True)
