@@ -55,6 +55,8 @@ class VibeVoiceEngine(Engine):
         self.attention = configuration.choose_attention(self.device, attention)
         self.compile = compile
         self.chunk_frames = chunk_frames
+        if offload_kv and self.device.type != "cuda":
+            raise ValueError("offload_kv moves the KV cache from the GPU to CPU RAM; it needs a CUDA device")
         self.offload_kv = offload_kv  # memory lever (see preflight): KV cache in CPU RAM
         self.scene_minutes = scene_minutes  # memory lever: shorter scenes, smaller KV cache
         self.capabilities = replace(VibeVoiceEngine.capabilities, typical_rtf=TYPICAL_RTF.get(self.device.type, 80.0))
