@@ -17,11 +17,10 @@ import math
 import tempfile
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ...script import Line, Script
 from ...voices import CloneSpec, KokoroSpec, VoiceTemplate
@@ -63,6 +62,7 @@ class VibeVoiceEngine(Engine):
         # Test/experiment hook: (scene index, prompt length) -> extra logits processors. Random test
         # weights cannot choose control tokens, so tests force them; users never set this.
         self.logits_processors: Callable[[int, int], list] | None = None
+        self.warnings: list[str] = []  # of the last render: clip problems, scene cuts, frame limits
         self._loaded = None
         self._lock = threading.Lock()  # one render at a time: diffusion noise comes from the global RNG
 
@@ -164,6 +164,10 @@ class VibeVoiceEngine(Engine):
         with self._lock:
             clips = self.resolve_clips(script, voices, root / "voices")
             scenes = self.plan(script, clips)
+            self.warnings = [w for clip in clips.values() for w in clip.warnings]
+            if len(scenes) > 1:
+                self.warnings.append("the script is longer than the model's context; it is rendered as "
+                                     + "; ".join(self.scene_summary(script, clips)))
             options = self.options(settings)
             identity = self._identity(script, roles, clips, settings, options)
             _check_root(root, identity, scenes)
@@ -195,6 +199,9 @@ class VibeVoiceEngine(Engine):
                                seed=settings.seed + scene.index, store=store, identity={"fingerprint": identity},
                                on_frame=frame, progress=report, stop=stop, logits_processors=extra)
                 used += math.ceil(audio.size / 3200)
+                if not all((store.progress() or {}).get("finished", [True])):
+                    self.warnings.append(f"scene {scene.index + 1} reached its frame limit ({max_frames} frames) before "
+                                         "the model ended it; the end may be cut (raise max_minutes?)")
                 if pieces:
                     pieces.append(gap)
                     offset += gap.size

@@ -206,7 +206,7 @@ def plan_scenes(lines: list[Line], clips: dict[str, Clip], count_tokens, max_pos
     Cuts fall at line boundaries, preferring a change of speaker. Each scene's prompt holds the clips
     of the speakers in it, so voices carry over.
     """
-    scenes: list[Scene] = []
+    groups: list[list[Line]] = []
     current: list[Line] = []
 
     def cost(group: list[Line]) -> tuple[int, int]:
@@ -229,15 +229,15 @@ def plan_scenes(lines: list[Line], clips: dict[str, Clip], count_tokens, max_pos
         # prefer to cut where the speaker changes, within the last few lines
         cut = next((i for i in range(len(current) - 1, max(0, len(current) - 6), -1)
                     if current[i].speaker != current[i - 1].speaker), len(current))
-        scenes.append(current[:cut])
+        groups.append(current[:cut])
         current = current[cut:] + [line]
         if not fits(current):
-            scenes.append(current[:-1])
+            groups.append(current[:-1])
             current = [line]
     if current:
-        scenes.append(current)
+        groups.append(current)
     out = []
-    for i, group in enumerate(g for g in scenes if g):
+    for i, group in enumerate(g for g in groups if g):
         prompt, frames = cost(group)
         out.append(Scene(i, group, prompt, frames))
     return out
