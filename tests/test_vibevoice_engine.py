@@ -131,6 +131,21 @@ def test_weights_that_do_not_match_the_config(model_dir, tmp_path):
         configuration.inspect_checkpoint(copy)
 
 
+def test_sharded_untied_checkpoint_like_large(tmp_path):
+    """VibeVoice-Large ships sharded and does not tie its LM head; a missing shard is named."""
+    from vibevoice_tiny import build_tiny_checkpoint
+
+    directory = build_tiny_checkpoint(tmp_path / "large-like", tie=False, max_shard_size="1MB")
+    shards = sorted(directory.glob("model-*.safetensors"))
+    assert len(shards) > 1 and (directory / "model.safetensors.index.json").exists()
+    checkpoint = configuration.inspect_checkpoint(directory)
+    model, _ = configuration.load(checkpoint, torch.device("cpu"), torch.float32, "sdpa")
+    assert not torch.equal(model.lm_head.weight, model.get_input_embeddings().weight)
+    shards[-1].unlink()
+    with pytest.raises(CheckpointError, match=f"lacks 1 weight shard.*{shards[-1].name}"):
+        configuration.inspect_checkpoint(directory)
+
+
 def test_device_dtype_attention_defaults():
     cpu = torch.device("cpu")
     assert configuration.choose_dtype(cpu) == torch.float32

@@ -41,7 +41,7 @@ CHAT_TEMPLATE = (
 
 
 def tiny_config(hidden: int = 32, layers: int = 2, latent: int = 16, max_positions: int = 8192, heads: int = 4,
-                kv_heads: int = 2):
+                kv_heads: int = 2, tie: bool = True):
     from transformers import VibeVoiceConfig
 
     codec = {"num_filters": 2, "depths": [1] * 7, "kernel_size": 3, "downsampling_ratios": [2, 2, 4, 5, 5, 8]}
@@ -49,7 +49,7 @@ def tiny_config(hidden: int = 32, layers: int = 2, latent: int = 16, max_positio
         text_config={
             "model_type": "qwen2", "vocab_size": 260, "hidden_size": hidden, "intermediate_size": 2 * hidden,
             "num_hidden_layers": layers, "num_attention_heads": heads, "num_key_value_heads": kv_heads,
-            "max_position_embeddings": max_positions, "tie_word_embeddings": True,
+            "max_position_embeddings": max_positions, "tie_word_embeddings": tie,
         },
         audio_config={"model_type": "vibevoice_acoustic_tokenizer", "hidden_size": latent, **codec},
         semantic_model_config={"model_type": "vibevoice_acoustic_tokenizer_encoder", "hidden_size": 8, **codec},
@@ -78,7 +78,8 @@ def _byte_symbols() -> list[str]:
     return [chr(b) if b in kept else chr(next(extra)) for b in range(256)]
 
 
-def build_tiny_checkpoint(directory: Path, seed: int = 0, dtype: torch.dtype = torch.float32, **sizes) -> Path:
+def build_tiny_checkpoint(directory: Path, seed: int = 0, dtype: torch.dtype = torch.float32,
+                          max_shard_size: str | None = None, **sizes) -> Path:
     """Build, save and return a tiny random checkpoint directory (idempotent per directory)."""
     from transformers import (VibeVoiceAcousticTokenizerFeatureExtractor, VibeVoiceForConditionalGeneration,
                               VibeVoiceProcessor)
@@ -95,7 +96,7 @@ def build_tiny_checkpoint(directory: Path, seed: int = 0, dtype: torch.dtype = t
     generation.noise_scheduler_class = "DPMSolverMultistepScheduler"
     generation.noise_scheduler_config = {"beta_schedule": "squaredcos_cap_v2", "prediction_type": "v_prediction"}
     generation._from_model_config = False  # else the scheduler settings are dropped on reload
-    model.save_pretrained(directory)
+    model.save_pretrained(directory, **({"max_shard_size": max_shard_size} if max_shard_size else {}))
     processor = VibeVoiceProcessor(feature_extractor=VibeVoiceAcousticTokenizerFeatureExtractor(),
                                    tokenizer=tiny_tokenizer(), chat_template=CHAT_TEMPLATE)
     processor.save_pretrained(directory)
