@@ -134,6 +134,13 @@ def run(model, inputs: dict[str, Any], options: GenerationOptions, *, max_frames
         if saved["identity"] != identity:
             raise StateMismatch(f"the saved state in {store.dir} was made for another script, voices, settings, "
                                 "model or device; delete it (or render with --force) to start over")
+        if all(saved.get("finished", [])) or saved.get("steps", 0) >= max_frames:
+            done_audio = store.load_audio()  # finished earlier: no need to bring the KV caches back
+            if on_frame is not None:
+                for row, piece in enumerate(done_audio):
+                    if piece.numel():
+                        on_frame(torch.tensor([row]), piece[None])
+            return [concat_audio([piece]) for piece in done_audio]
         carry, done_audio, saved = store.load(model.config.text_config, model.device, options.static_cache_length,
                                               options.offload_kv)
         audio = [[a] for a in done_audio]
@@ -214,6 +221,16 @@ class StateStore:
         write_atomic(self.progress_file, lambda f: f.write(text.encode("utf-8")))
         (self.dir / f"carry-{number - 1:05d}.pt").unlink(missing_ok=True)
         return number
+
+    def load_audio(self) -> list[torch.Tensor]:
+        """The audio of every finished chunk, per row (without the KV caches)."""
+        progress, audio = self.progress(), None
+        for number in range(1, (progress or {"chunks": 0})["chunks"] + 1):
+            chunk = torch.load(self.dir / f"chunk-{number:05d}.pt", weights_only=True, mmap=True)
+            audio = [[] for _ in chunk["audio"]] if audio is None else audio
+            for row, piece in enumerate(chunk["audio"]):
+                audio[row].append(piece.clone())
+        return [torch.cat(pieces) if pieces else torch.zeros(0) for pieces in (audio or [])]
 
     def load(self, text_config, device: torch.device, static_length: int | None = None, offload: bool = False
              ) -> tuple[Carry, list[torch.Tensor], dict]:
