@@ -42,6 +42,13 @@ def render(
     speed: Annotated[float, typer.Option(min=0.5, max=2.0, help="speaking-rate multiplier")] = 1.0,
     stems: Annotated[bool, typer.Option(help="also write one WAV per speaker")] = False,
     mp3_kbps: Annotated[int, typer.Option(min=32, max=320)] = 96,
+    engine: Annotated[str, typer.Option(help="'voices' (each voice's engine: Kokoro, Piper) or 'vibevoice'")] = "voices",
+    model_dir: Annotated[Optional[Path], typer.Option(envvar="VIBEVOICE_MODEL_DIR",
+                                                      help="VibeVoice checkpoint directory (transformers format)")] = None,
+    seed: Annotated[int, typer.Option(help="random seed (VibeVoice)")] = 0,
+    cfg: Annotated[float, typer.Option(min=1.0, max=5.0, help="CFG scale (VibeVoice)")] = 1.3,
+    steps: Annotated[int, typer.Option(min=1, max=100, help="diffusion steps (VibeVoice)")] = 10,
+    max_minutes: Annotated[float, typer.Option(min=0.1, max=90.0, help="stop after this much audio")] = 90.0,
 ) -> None:
     """Render SCRIPT to audio with subtitles (WAV, MP3, SRT, VTT), resumably."""
     text = _read_script(script)
@@ -60,7 +67,11 @@ def render(
         requested = parse_assignment(voice or [])
         kept = {s: v.id for s, v in previous.manifest.voices.items() if s in parsed.speakers} if previous else {}
         voices = assign_voices(parsed.speakers, parsed.speaker_languages(), {**kept, **requested}, load_templates())
-        job = Job.create(job_dir, text, voices, RenderSettings(speed=speed))
+        if engine not in ("voices", "vibevoice"):
+            raise ValueError(f"unknown engine {engine!r}: use 'voices' (Kokoro/Piper per voice) or 'vibevoice'")
+        settings = RenderSettings(speed=speed, engine=engine, model_dir=str(model_dir) if model_dir else None,
+                                  seed=seed, cfg_scale=cfg, diffusion_steps=steps, max_minutes=max_minutes)
+        job = Job.create(job_dir, text, voices, settings)
     except (VoiceError, ValueError) as error:
         _fail(str(error))
     _print_assignment(job)
@@ -152,6 +163,18 @@ def _default_job_dir(script: Path) -> Path:
 def _fail(message: str) -> None:
     err.print(f"[red]error:[/red] {message}", highlight=False)
     raise typer.Exit(2)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, add_help_option=False)
+def preflight(ctx: typer.Context) -> None:
+    """Estimate peak memory and time of a VibeVoice render, and say whether it fits (--help for options)."""
+    # Imported on use: the VibeVoice stack loads torch and transformers (seconds), which the other
+    # commands never need.
+    from .engines.vibevoice.cli import preflight_command
+
+    command = typer.Typer(add_completion=False)
+    command.command()(preflight_command)
+    command(ctx.args, prog_name="vibevoice preflight")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import lameenc
 import numpy as np
-import pyloudnorm
 import soxr
 from mutagen.id3 import COMM, ID3, TIT2, TPE1, TSSE
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
@@ -93,11 +92,13 @@ def assemble(job: Job, stems: bool = False) -> Programme:
     for chunk, start in placed:
         audio = fade(job.chunk_audio(chunk))
         mix[start:start + audio.size] += audio
-        if stems:
-            tracks[chunk.speaker][start:start + audio.size] += audio
-        line = job.script.lines[chunk.line_index]
-        cue = cues.setdefault(line.index, Cue(line.index, line.speaker, line.text, start / SAMPLE_RATE, 0.0))
-        cue.end = (start + audio.size) / SAMPLE_RATE
+        # A whole-script engine reports where each line lies inside its one chunk; else a chunk is a line.
+        for line_index, begin, end in chunk.spans or [(chunk.line_index, 0, audio.size)]:
+            line = job.script.lines[line_index]
+            if stems:
+                tracks[line.speaker][start + begin:start + end] += audio[begin:end]
+            cue = cues.setdefault(line.index, Cue(line.index, line.speaker, line.text, (start + begin) / SAMPLE_RATE, 0))
+            cue.end = (start + end) / SAMPLE_RATE
     gain = normalise(mix)
     for track in tracks.values():
         track *= gain
@@ -108,6 +109,8 @@ def loudness_gain(audio: np.ndarray, target: float = TARGET_LUFS) -> float:
     """Linear gain that brings the integrated loudness to ``target`` LUFS (1.0 for silence)."""
     if audio.size < SAMPLE_RATE // 2 or not np.any(audio):
         return 1.0
+    import pyloudnorm  # imported on use: it pulls in scipy.signal, two seconds the CLI's other commands skip
+
     loudness = pyloudnorm.Meter(SAMPLE_RATE).integrated_loudness(audio.astype(np.float64))
     return 1.0 if not np.isfinite(loudness) else float(10 ** ((target - loudness) / 20))
 

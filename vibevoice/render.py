@@ -48,6 +48,10 @@ class RenderSettings(BaseModel):
     seed: int = Field(default=0, description="for engines that sample; Kokoro is deterministic")
     turn_gap: float = Field(default=0.45, ge=0, le=5, description="seconds of silence when the speaker changes")
     line_gap: float = Field(default=0.25, ge=0, le=5, description="seconds between lines of one speaker")
+    # "voices": each speaker's template picks its engine (Kokoro, Piper); "vibevoice": the whole script
+    # is one VibeVoice generation from the checkpoint in ``model_dir``, speakers cloned from their voices.
+    engine: Literal["voices", "vibevoice"] = "voices"
+    model_dir: str | None = Field(default=None, description="VibeVoice checkpoint (default: $VIBEVOICE_MODEL_DIR)")
     # Generation controls of sampling/diffusion engines (VibeVoice); the embedded engine ignores them.
     cfg_scale: float = Field(default=1.3, ge=1.0, le=5.0, description="classifier-free guidance scale")
     diffusion_steps: int = Field(default=10, ge=1, le=100)
@@ -66,6 +70,8 @@ class ChunkRecord(BaseModel):
     samples: int = 0
     render_seconds: float = 0.0
     error: str | None = None
+    # For a whole-script engine: (line_index, start, end) of every line inside this chunk's audio.
+    spans: list[tuple[int, int, int]] = Field(default_factory=list)
 
     @property
     def file(self) -> str:
@@ -116,6 +122,7 @@ class RenderError(RuntimeError):
 
 class Job:
     def __init__(self, directory: Path, manifest: Manifest) -> None:
+        self._progress: Callable[[Progress], None] | None = None
         self.dir = Path(directory)
         self.manifest = manifest
         self.script: Script = parse_script(manifest.script)
@@ -129,7 +136,7 @@ class Job:
         directory = Path(directory)
         settings = settings or RenderSettings()
         script = parse_script(script_text)
-        check_voices(script, voices)
+        check_voices(script, voices, settings)
         now = _now()
         old = cls.open(directory).manifest if (directory / MANIFEST).exists() else None
         chunks = plan_chunks(script, voices, settings, plan)
@@ -166,6 +173,7 @@ class Job:
                stop: threading.Event | None = None) -> Manifest:
         """Render every chunk that is not finished yet. Safe to call again after any failure."""
         todo = self.pending
+        self._progress = progress
         total, started = len(self.manifest.chunks), time.monotonic()
         todo_chars, done_chars, failures = sum(len(c.text) for c in todo), 0, []
         self._set_status("rendering")
@@ -174,7 +182,7 @@ class Job:
                 if stop is not None and stop.is_set():
                     raise KeyboardInterrupt
                 self._report(progress, chunk, started, done_chars, todo_chars)
-                audio = self._render_chunk(chunk)
+                audio = self._render_chunk(chunk, stop)
                 if audio is None:
                     failures.append(chunk)
                     continue
@@ -196,7 +204,10 @@ class Job:
         self._set_status("rendered")
         return self.manifest
 
-    def _render_chunk(self, chunk: ChunkRecord) -> np.ndarray | None:
+    def _render_chunk(self, chunk: ChunkRecord, stop: threading.Event | None = None) -> np.ndarray | None:
+        settings = self.manifest.settings
+        if settings.engine != "voices":
+            return self._render_whole(chunk, stop)
         voice = self.manifest.voices[chunk.speaker]
         if chunk.emotion:
             voice = voice.model_copy(update={"spec": voice.emotions[chunk.emotion]})
@@ -211,7 +222,39 @@ class Job:
             chunk.status, chunk.error = "failed", f"{type(err).__name__}: {err}"
             self.save()
             return None
-        audio = np.asarray(result.audio, np.float32)
+        return self._finish(chunk, np.asarray(result.audio, np.float32), t0)
+
+    def _render_whole(self, chunk: ChunkRecord, stop: threading.Event | None) -> np.ndarray | None:
+        """A whole-script engine renders the job as one chunk, resuming from its own saved state."""
+        settings = self.manifest.settings
+        engine = get_engine(settings.engine, model_dir=settings.model_dir)
+        t0 = time.monotonic()
+        try:
+            result = engine.render_job(self.dir, self.script, self.manifest.voices, settings, stop=stop,
+                                       progress=self._frame_reporter(t0))
+        except (KeyboardInterrupt, OSError):
+            raise
+        except Exception as err:  # noqa: BLE001 — recorded in the manifest; the saved state stays for a resume
+            chunk.status, chunk.error = "failed", f"{type(err).__name__}: {err}"
+            self.save()
+            return None
+        chunk.spans = [tuple(int(x) for x in span) for span in result.spans]
+        self.manifest.notes = sorted(set(self.manifest.notes) | set(getattr(engine, "warnings", [])))
+        return self._finish(chunk, np.asarray(result.audio, np.float32), t0)
+
+    def _frame_reporter(self, t0: float) -> Callable[[int, int], None]:
+        """Frame-level progress of a whole-script engine, as the same ``Progress`` the page shows."""
+        def report(frames: int, estimate: int) -> None:
+            if self._progress is None or not frames:
+                return
+            elapsed = time.monotonic() - t0
+            self._progress(Progress(done=0, total=1, audio_seconds=frames / 7.5, elapsed=elapsed,
+                                    eta=elapsed / frames * max(0, estimate - frames), line_index=None,
+                                    speaker=None, text=f"{frames}/{estimate} frames"))
+        return report
+
+    def _finish(self, chunk: ChunkRecord, audio: np.ndarray, t0: float) -> np.ndarray:
+        """Write the chunk's audio, then record it: a crash between the two only costs a re-render."""
         write_bytes_atomic(self.dir / chunk.file, wav_bytes(audio, "FLOAT"))
         chunk.status, chunk.samples, chunk.error = "done", int(audio.size), None
         chunk.render_seconds = round(time.monotonic() - t0, 3)
@@ -253,14 +296,16 @@ class Job:
             pass  # the disk-full path: the previous manifest is still valid and the chunks are on disk
 
 
-def check_voices(script: Script, voices: dict[str, VoiceTemplate]) -> None:
+def check_voices(script: Script, voices: dict[str, VoiceTemplate], settings: RenderSettings) -> None:
     """Every speaker has a voice its engine accepts; raise ValueError naming the speaker otherwise."""
     missing = [s for s in script.speakers if s not in voices]
     if missing:
         raise ValueError(f"no voice for speaker(s) {', '.join(missing)}")
     for speaker in script.speakers:
+        engine = get_engine(voices[speaker].engine) if settings.engine == "voices" else \
+            get_engine(settings.engine, model_dir=settings.model_dir)
         try:
-            get_engine(voices[speaker].engine).check_voice(voices[speaker])
+            engine.check_voice(voices[speaker])
         except ValueError as err:
             raise ValueError(f"speaker {speaker!r}: {err}") from err
 
@@ -268,6 +313,8 @@ def check_voices(script: Script, voices: dict[str, VoiceTemplate]) -> None:
 def plan_chunks(script: Script, voices: dict[str, VoiceTemplate], settings: RenderSettings,
                 plan: Plan | None = None) -> list[ChunkRecord]:
     """Cut every line into pieces its engine can speak in one call; key each by what shapes its audio."""
+    if settings.engine != "voices":
+        return [whole_script_chunk(script, voices, settings)]
     chunks: list[ChunkRecord] = []
     plans = delivery.line_plans(plan)
     for line in script.lines:
@@ -282,6 +329,18 @@ def plan_chunks(script: Script, voices: dict[str, VoiceTemplate], settings: Rend
             chunks.append(ChunkRecord(index=len(chunks), key=key, line_index=line.index, speaker=line.speaker,
                                       text=text, speed=round(speed, 4), emotion=emotion))
     return chunks
+
+
+def whole_script_chunk(script: Script, voices: dict[str, VoiceTemplate], settings: RenderSettings) -> ChunkRecord:
+    """The single chunk of a whole-script engine, keyed by everything that shapes the generation."""
+    engine = get_engine(settings.engine, model_dir=settings.model_dir)
+    identity = {"engine": engine.version, "lines": [(ln.speaker, ln.text) for ln in script.lines],
+                "voices": {s: v.spec.model_dump() for s, v in voices.items()},
+                "settings": settings.model_dump(include={"seed", "cfg_scale", "diffusion_steps", "max_minutes"}),
+                "model": str(getattr(engine, "checkpoint", None) and engine.checkpoint.path)}
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    text = " ".join(ln.text for ln in script.lines)
+    return ChunkRecord(index=0, key=key, line_index=0, speaker=script.speakers[0], text=text)
 
 
 def chunk_key(engine_version: str, voice: VoiceTemplate, text: str, language: str, speed: float,

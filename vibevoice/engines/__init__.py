@@ -12,12 +12,12 @@ __all__ = ["SAMPLE_RATE", "Capabilities", "ChunkAudio", "Engine", "Segment", "ge
 def available_engines() -> list[str]:
     from . import piper
 
-    return ["kokoro"] + (["piper"] if piper.available() else [])
+    return ["kokoro"] + (["piper"] if piper.available() else []) + ["vibevoice"]
 
 
 @functools.cache
-def get_engine(name: str) -> Engine:
-    """One shared instance per engine, so model weights load once per process."""
+def get_engine(name: str, model_dir: str | None = None) -> Engine:
+    """One shared instance per engine (and checkpoint), so model weights load once per process."""
     if name == "kokoro":
         from .kokoro import KokoroEngine
 
@@ -28,4 +28,8 @@ def get_engine(name: str) -> Engine:
         if not piper.available():
             raise ValueError("the Piper engine is an optional extra: install it with `pip install '.[piper]'`")
         return piper.PiperEngine()
+    if name == "vibevoice":
+        from .vibevoice import VibeVoiceEngine
+
+        return VibeVoiceEngine(model_dir)
     raise ValueError(f"unknown engine {name!r}; available: {', '.join(available_engines())}")

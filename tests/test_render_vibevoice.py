@@ -1,0 +1,73 @@
+"""A VibeVoice job through the same renderer, exports and CLI users use (tiny random checkpoint).
+
+Random weights never choose the control tokens, so the engine the renderer gets is given a test-only
+logits processor; loading, diffusion, CFG, codecs, state files and the job directory are all real.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from vibevoice_tiny import VOICE_SCRIPT, forced_engine, speech_plan, tiny_dir  # noqa: E402
+
+from conftest import run_cli  # noqa: E402
+from vibevoice.engines import get_engine  # noqa: E402
+from vibevoice.export import export_job  # noqa: E402
+from vibevoice.render import Job, RenderSettings  # noqa: E402
+from vibevoice.script import parse_script  # noqa: E402
+from vibevoice.voices import assign_voices, load_templates  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    return tiny_dir(tmp_path_factory)
+
+
+@pytest.fixture
+def engine(model_dir):
+    """The renderer's shared engine instance, steered like ``forced_engine`` steers its own."""
+    torch.set_num_threads(1)
+    shared = get_engine("vibevoice", model_dir=str(model_dir))
+    shared.logits_processors = forced_engine(model_dir, speech_plan(12, segments=3), chunk_frames=4).logits_processors
+    shared.chunk_frames = 4
+    yield shared
+    shared.logits_processors = None
+
+
+def test_vibevoice_job_renders_exports_and_times_every_line(engine, model_dir, tmp_path):
+    script = parse_script(VOICE_SCRIPT)
+    voices = assign_voices(script.speakers, script.speaker_languages(), {}, load_templates())  # Kokoro presets
+    settings = RenderSettings(engine="vibevoice", model_dir=str(model_dir), seed=3)
+    job = Job.create(tmp_path / "job", VOICE_SCRIPT, voices, settings)
+    assert len(job.manifest.chunks) == 1  # the model speaks the whole script as one stream
+    job.render()
+    outputs = export_job(job, tmp_path / "show.mp3")
+    audio, rate = sf.read(outputs["wav"])
+    assert rate == 24_000 and audio.shape[0] > 24_000 * 1.0
+    cues = open(outputs["srt"], encoding="utf-8").read()
+    assert cues.count(" --> ") == len(script.lines)
+    assert (tmp_path / "job" / "state" / "vibevoice").exists()
+
+    # Resuming a finished job re-renders nothing; a changed seed is a different generation.
+    assert Job.create(tmp_path / "job", VOICE_SCRIPT, voices, settings).pending == []
+    changed = RenderSettings(engine="vibevoice", model_dir=str(model_dir), seed=4)
+    assert len(Job.create(tmp_path / "job2", VOICE_SCRIPT, voices, changed).pending) == 1
+
+
+def test_cli_refuses_vibevoice_without_a_checkpoint(tmp_path):
+    script = tmp_path / "s.txt"
+    script.write_text(VOICE_SCRIPT)
+    result = run_cli("render", str(script), "--engine", "vibevoice", "-o", str(tmp_path / "o.mp3"),
+                     env={"VIBEVOICE_MODEL_DIR": ""})
+    assert result.returncode == 2 and "--model-dir" in result.stderr and "Traceback" not in result.stderr
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    result = run_cli("render", str(script), "--engine", "vibevoice", "--model-dir", str(broken),
+                     "-o", str(tmp_path / "o.mp3"))
+    assert result.returncode == 2 and "config.json" in result.stderr
