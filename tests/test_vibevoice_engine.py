@@ -332,3 +332,19 @@ def test_synthesize_segments_statelessly(model_dir, voices):
     result = engine.synthesize(segments, voices)
     assert result.audio.size == 4 * 3200
     assert [s[0] for s in result.spans] == [5, 6] and result.spans[-1][2] == result.audio.size
+
+
+def test_long_script_is_split_into_scenes_that_keep_the_voices(model_dir, voices, tmp_path):
+    text = "\n".join(f"[{'Alice' if i % 2 == 0 else 'Ben'}] Line {i}: " + "more words here " * 5 for i in range(30))
+    script = parse_script(text)
+    engine = forced_engine(model_dir, speech_plan(3))
+    engine.scene_minutes = 0.01  # a context of ~2000 positions: the script needs several scenes
+    streamed = []
+    result = engine.render_job(tmp_path / "job", script, voices, RenderSettings(turn_gap=0.1), on_audio=streamed.append)
+    scenes = sorted((tmp_path / "job/state/vibevoice").glob("scene-*"))
+    assert len(scenes) >= 2
+    assert any("rendered as scene 1: script lines 1-" in w for w in engine.warnings)
+    gap = int(0.1 * 24000)
+    assert result.audio.size == len(scenes) * 3 * 3200 + (len(scenes) - 1) * gap
+    assert np.array_equal(np.concatenate(streamed), result.audio)
+    assert [line for line, _, _ in result.spans] == list(range(30))

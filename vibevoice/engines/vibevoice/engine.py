@@ -178,6 +178,11 @@ class VibeVoiceEngine(Engine):
             for scene in scenes:
                 if used >= budget:
                     break
+                if pieces:  # a short pause between scenes, streamed in order
+                    pieces.append(gap)
+                    offset += gap.size
+                    if on_audio is not None and gap.size:
+                        on_audio(gap)
                 inputs = build_inputs(self.processor, [conversation(
                     scene.lines, roles, {s: c for s, c in clips.items() if s in {ln.speaker for ln in scene.lines}})])
                 prompt_length = int(inputs["input_ids"].shape[1])
@@ -202,11 +207,6 @@ class VibeVoiceEngine(Engine):
                 if not all((store.progress() or {}).get("finished", [True])):
                     self.warnings.append(f"scene {scene.index + 1} reached its frame limit ({max_frames} frames) before "
                                          "the model ended it; the end may be cut (raise max_minutes?)")
-                if pieces:
-                    pieces.append(gap)
-                    offset += gap.size
-                    if on_audio is not None and gap.size:
-                        on_audio(gap)
                 pieces.append(audio)
                 spans += _estimate_spans(scene.lines, offset, audio.size)
                 offset += audio.size
