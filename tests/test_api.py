@@ -121,8 +121,9 @@ def test_gradio_client_checks_and_renders(server):
     assert problems == "" and "2 speaker(s)" in estimate
     problems, *_ = client.predict("[A] Hello.\n[]\n", api_name="/validate")
     assert "line 2" in problems
-    job_id, _ = client.predict("[A] Hello from Gradio.\n", 1.0, 0, 0.45, "A", "bright-female",
-                               "", None, "", None, "", None, api_name="/start_job")
+    empty_row = ["", None, "", None]
+    job_id, _ = client.predict("[A] Hello from Gradio.\n", "Embedded (Kokoro, offline)", "", 1.0, 0, 1.3, 10, 0.45,
+                               False, "A", "bright-female", "calm", None, *empty_row * 3, api_name="/start_job")
     info = _wait_done(server, job_id)
     assert info["status"] == "done" and info["voices"] == {"A": "bright-female"}
 
@@ -146,3 +147,23 @@ def test_server_restart_mid_job_then_resume(tmp_path):
     info = _wait_done(server, job_id)
     server.kill()
     assert info["status"] == "done" and info["done"] == info["total"] == 12
+
+
+def test_rerender_one_line_slower_reassembles(server):
+    _, body = _http(server, "POST", "/v1/jobs", {"script": DIALOGUE})
+    job_id = json.loads(body)["id"]
+    assert _wait_done(server, job_id)["status"] == "done"
+    manifest = server.home / "jobs" / job_id / "job.json"
+    before = {c["line_index"]: c["key"] for c in json.loads(manifest.read_text())["chunks"]}
+    wav_before = sf.info(io.BytesIO(_http(server, "GET", f"/v1/jobs/{job_id}/files/wav")[1])).duration
+
+    status, body = _http(server, "POST", f"/v1/jobs/{job_id}/lines/2/rerender", {"rate": 0.75})
+    assert status == 200, body
+    assert _wait_done(server, job_id)["status"] == "done"
+    after = {c["line_index"]: c["key"] for c in json.loads(manifest.read_text())["chunks"]}
+    assert after[0] == before[0] and after[1] != before[1]  # only line 2 was rendered again
+    wav_after = sf.info(io.BytesIO(_http(server, "GET", f"/v1/jobs/{job_id}/files/wav")[1])).duration
+    assert wav_after > wav_before + 0.3
+
+    status, body = _http(server, "POST", f"/v1/jobs/{job_id}/lines/9/rerender", {"rate": 0.9})
+    assert status == 422 and b"line 9 does not exist" in body

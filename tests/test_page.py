@@ -81,3 +81,16 @@ def test_bad_script_shows_line_numbers(page):
     assert "Traceback" not in page.content()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "page-error.png"), full_page=True)
+
+
+def test_missing_model_directory_is_explained(page):
+    page.locator("#vv-script textarea").fill(SCRIPT)
+    page.get_by_text("Engine and settings").click()
+    page.get_by_label("VibeVoice (local checkpoint)").check()
+    page.get_by_label("VibeVoice model directory (converted checkpoint)").fill("/nonexistent/VibeVoice-1.5B")
+    page.locator("#vv-generate").click()
+    toast = page.get_by_text("/nonexistent/VibeVoice-1.5B").first
+    toast.wait_for(timeout=60_000)
+    assert "Traceback" not in page.content()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "page-missing-model.png"), full_page=True)

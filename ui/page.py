@@ -8,23 +8,13 @@ done the finished, loudness-normalised file takes over at the same playback posi
 
 from __future__ import annotations
 
-import html
-import time
 from functools import partial
-from pathlib import Path
 
 import gradio as gr
 
-from vibevoice import paths
-from vibevoice.engines import get_engine
-from vibevoice.jobs import JobInfo, JobRequest, JobService
-from vibevoice.render import RenderSettings, clock
-from vibevoice.script import ScriptError, parse_script
-from vibevoice.voices import VoiceError, assign_voices, load_templates
-
-MAX_SPEAKERS = 4
-EXAMPLES = {p.stem: p for p in sorted((paths.PRESETS_DIR / "scripts").glob("*.txt"))}
-POLL_SECONDS = 0.5
+from ui import handlers as h
+from vibevoice.jobs import JobService
+from vibevoice.voices import load_templates
 
 PLAYER_JS = """
 () => {
@@ -68,26 +58,43 @@ def build_page(service: JobService) -> gr.Blocks:
         job_id = gr.Textbox(visible=False, elem_id="vv-job-id")  # a component, so API clients get the id too
         with gr.Row():
             with gr.Column(scale=3):
-                example = gr.Dropdown(list(EXAMPLES), label="Example scripts", value=None)
+                example = gr.Dropdown(list(h.EXAMPLES), label="Example scripts", value=None)
                 script = gr.Textbox(label="Script", lines=14, max_lines=40, elem_id="vv-script",
-                                    placeholder="[Alice] Do you think AI can write novels?\n[Ben] Sure, once it learns to tell stories.")
+                                    placeholder="[Alice] Do you think AI can write novels?\n"
+                                                "[Ben] Sure, once it learns to tell stories.")
                 problems = gr.Markdown(elem_id="vv-problems")
             with gr.Column(scale=3):
                 gr.Markdown("### Voices")
                 rows = []
-                for n in range(MAX_SPEAKERS):
-                    with gr.Row(visible=False) as row:
-                        name = gr.Textbox(label="Speaker", interactive=False, scale=2, min_width=80,
-                                          elem_id=f"vv-speaker-{n}")
-                        voice = gr.Dropdown(voice_choices, label="Voice", scale=4, min_width=160, elem_id=f"vv-voice-{n}")
-                        hint = gr.Textbox(label="Emotion hint", placeholder="e.g. calm", scale=2, min_width=80)
-                        preview = gr.Button("▶", scale=0, min_width=44, elem_id=f"vv-preview-{n}")
-                    rows.append((row, name, voice, hint, preview))
-                sample = gr.Audio(label="Voice preview", interactive=False, visible=True)
-                with gr.Accordion("Settings", open=False):
-                    speed = gr.Slider(0.5, 2.0, value=1.0, step=0.05, label="Speed")
-                    seed = gr.Number(value=0, precision=0, label="Seed (sampling engines)")
-                    turn_gap = gr.Slider(0.0, 2.0, value=0.45, step=0.05, label="Gap between speakers (s)")
+                for n in range(h.MAX_SPEAKERS):
+                    with gr.Group(visible=False) as row:
+                        with gr.Row():
+                            name = gr.Textbox(label="Speaker", interactive=False, scale=2, min_width=80,
+                                              elem_id=f"vv-speaker-{n}")
+                            voice = gr.Dropdown(voice_choices, label="Voice", scale=4, min_width=160,
+                                                elem_id=f"vv-voice-{n}")
+                            preview = gr.Button("▶", scale=0, min_width=44, elem_id=f"vv-preview-{n}")
+                        with gr.Row():
+                            hint = gr.Textbox(label="Emotion hint", placeholder="e.g. calm, excited", scale=2,
+                                              min_width=80, elem_id=f"vv-hint-{n}")
+                            clip = gr.Audio(label="Reference clip (VibeVoice cloning)", sources=["upload"],
+                                            type="filepath", scale=4, min_width=120, elem_id=f"vv-clip-{n}",
+                                            visible=False)
+                    rows.append((row, name, voice, hint, clip, preview))
+                consent = gr.Checkbox(label="I have the consent of every person whose voice I upload for cloning.",
+                                      visible=False)
+                sample = gr.Audio(label="Voice preview", interactive=False)
+                with gr.Accordion("Engine and settings", open=False):
+                    engine = gr.Radio(list(h.ENGINES), value=next(iter(h.ENGINES)), label="Engine")
+                    model_dir = gr.Textbox(label="VibeVoice model directory (converted checkpoint)",
+                                           value=h.default_model_dir())
+                    with gr.Row():
+                        speed = gr.Slider(0.5, 2.0, value=1.0, step=0.05, label="Speed")
+                        turn_gap = gr.Slider(0.0, 2.0, value=0.45, step=0.05, label="Gap between speakers (s)")
+                    with gr.Row():
+                        seed = gr.Number(value=0, precision=0, label="Seed")
+                        cfg = gr.Slider(1.0, 3.0, value=1.3, step=0.05, label="CFG scale (VibeVoice)")
+                        steps = gr.Slider(1, 50, value=10, step=1, label="Diffusion steps (VibeVoice)")
                 estimate = gr.Markdown(elem_id="vv-estimate")
         generate = gr.Button("Generate", variant="primary", elem_id="vv-generate")
         status = gr.HTML(elem_id="vv-status")
@@ -95,6 +102,11 @@ def build_page(service: JobService) -> gr.Blocks:
         with gr.Row():
             final_audio = gr.Audio(label="Finished audio", interactive=False, elem_id="vv-final")
             files = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="vv-files")
+        with gr.Accordion("Re-render one line", open=False):
+            with gr.Row():
+                line_no = gr.Number(value=1, precision=0, minimum=1, label="Line (as numbered in the subtitles)")
+                rate = gr.Slider(0.7, 1.3, value=0.9, step=0.05, label="Pace for that line")
+                rerender = gr.Button("Re-render line", scale=0)
         with gr.Accordion("Jobs", open=False):
             jobs_table = gr.Dataframe(headers=["id", "title", "status", "progress", "created"], interactive=False,
                                       elem_id="vv-jobs")
@@ -104,118 +116,28 @@ def build_page(service: JobService) -> gr.Blocks:
                 resume = gr.Button("Resume / open", scale=0)
 
         speaker_outputs = [c for row in rows for c in (row[0], row[1], row[2])]
-        example.change(load_example, example, script)
-        script.change(validate, script, [problems, estimate, *speaker_outputs], trigger_mode="always_last",
-                      api_name="validate")
-        for _, name, voice, _, button in rows:
-            button.click(preview_voice, voice, sample)
-        inputs = [script, speed, seed, turn_gap, *[c for row in rows for c in (row[1], row[2])]]
-        generate.click(partial(start_job, service), inputs, [job_id, status], api_name="start_job") \
-            .then(None, job_id, None, js="(id) => window.vvStream && window.vvStream(id)") \
-            .then(partial(watch_job, service), job_id, [status, final_audio, files]) \
-            .then(None, job_id, None, js="(id) => window.vvFinal && window.vvFinal(id)")
-        refresh.click(partial(list_jobs, service), None, jobs_table)
-        resume.click(partial(resume_job, service), chosen, [job_id, status]) \
-            .then(None, job_id, None, js="(id) => window.vvStream && window.vvStream(id)") \
-            .then(partial(watch_job, service), job_id, [status, final_audio, files]) \
-            .then(None, job_id, None, js="(id) => window.vvFinal && window.vvFinal(id)")
-        page.load(partial(list_jobs, service), None, jobs_table)
+        example.change(h.load_example, example, script)
+        checks = dict(fn=h.validate, inputs=[script, engine, model_dir], outputs=[problems, estimate, *speaker_outputs])
+        script.change(**checks, trigger_mode="always_last", api_name="validate")
+        engine.change(**checks, api_name=False)
+        cloning = [consent, *[row[4] for row in rows]]  # uploads only matter to a cloning engine
+        engine.change(lambda label: [gr.update(visible=h.ENGINES[label] == "vibevoice")] * len(cloning),
+                      engine, cloning, api_name=False)
+        model_dir.blur(**checks, api_name=False)
+        for _, _, voice, _, _, button in rows:
+            button.click(h.preview_voice, voice, sample)
+        inputs = [script, engine, model_dir, speed, seed, cfg, steps, turn_gap, consent,
+                  *[c for row in rows for c in (row[1], row[2], row[3], row[4])]]
+
+        def follow(event):
+            """Play the stream, watch progress, then hand the player the finished file."""
+            return event.then(None, job_id, None, js="(id) => window.vvStream && window.vvStream(id)") \
+                .then(partial(h.watch_job, service), job_id, [status, final_audio, files]) \
+                .then(None, job_id, None, js="(id) => window.vvFinal && window.vvFinal(id)")
+
+        follow(generate.click(partial(h.start_job, service), inputs, [job_id, status], api_name="start_job"))
+        follow(resume.click(partial(h.resume_job, service), chosen, [job_id, status]))
+        follow(rerender.click(partial(h.rerender_line, service), [job_id, line_no, rate], [job_id, status]))
+        refresh.click(partial(h.list_jobs, service), None, jobs_table)
+        page.load(partial(h.list_jobs, service), None, jobs_table)
     return page
-
-
-# -- handlers (plain functions over the library) -----------------------------------------------------
-
-def load_example(name: str | None) -> str:
-    return EXAMPLES[name].read_text("utf-8") if name in EXAMPLES else gr.skip()
-
-
-def validate(text: str):
-    """Parse as the user types: problems with line numbers, the estimate, and one voice row per speaker."""
-    hidden = [gr.update(visible=False), gr.update(), gr.update()] * MAX_SPEAKERS
-    if not text.strip():
-        return "", "", *hidden
-    try:
-        script = parse_script(text)
-    except ScriptError as error:
-        items = "\n".join(f"- **line {p.line}, column {p.column}:** {html.escape(p.message)}"
-                          + (f" _(expected: {html.escape(p.expected)})_" if p.expected else "")
-                          for p in error.problems)
-        return f"⚠️ The script has {len(error.problems)} problem(s):\n{items}", "", *hidden
-    voices = assign_voices(script.speakers, script.speaker_languages(), {}, load_templates())
-    updates = []
-    for n in range(MAX_SPEAKERS):
-        if n < len(script.speakers):
-            speaker = script.speakers[n]
-            updates += [gr.update(visible=True), gr.update(value=speaker), gr.update(value=voices[speaker].id)]
-        else:
-            updates += [gr.update(visible=False), gr.update(value=""), gr.update()]
-    seconds = script.estimated_seconds()
-    rtf = max(get_engine(v.engine).capabilities.typical_rtf for v in voices.values())
-    estimate = (f"✅ {len(script.speakers)} speaker(s), {len(script.lines)} lines, about **{clock(seconds)}** of "
-                f"audio; rendering takes about {clock(seconds * rtf)} here.")
-    return "", estimate, *updates
-
-
-def preview_voice(voice_id: str | None):
-    if not voice_id:
-        raise gr.Error("Pick a voice first.")
-    template = load_templates()[voice_id]
-    text = "你好！很高兴认识你，我们开始吧。" if template.languages == ["zh"] else "Hi! This is how I sound. Shall we begin?"
-    audio = get_engine(template.engine).speak(text, template)
-    return 24_000, audio
-
-
-def start_job(service: JobService, text: str, speed: float, seed: float, turn_gap: float, *speaker_voice):
-    pairs = dict(zip(speaker_voice[0::2], speaker_voice[1::2]))
-    voices = {s: v for s, v in pairs.items() if s and v}
-    try:
-        settings = RenderSettings(speed=speed, seed=int(seed or 0), turn_gap=turn_gap)
-        info = service.submit(JobRequest(script=text, voices=voices, settings=settings))
-    except (ScriptError, VoiceError, ValueError) as error:
-        raise gr.Error(str(error).replace("\n", "<br>"), title="Cannot start") from None
-    return info.id, _status_html(info)
-
-
-def resume_job(service: JobService, job_id: str):
-    try:
-        info = service.resume(job_id.strip())
-    except (KeyError, ValueError) as error:
-        raise gr.Error(str(error)) from None
-    return info.id, _status_html(info)
-
-
-def watch_job(service: JobService, job_id: str):
-    """Yield progress until the job ends, then the finished audio and its downloads."""
-    if not job_id:
-        yield gr.skip(), gr.skip(), gr.skip()
-        return
-    while True:
-        info = service.info(job_id)
-        if info.status not in ("queued", "rendering", "rendered"):
-            break
-        yield _status_html(info), gr.skip(), gr.skip()
-        time.sleep(POLL_SECONDS)
-    if info.status != "done" or "mp3" not in info.outputs:
-        yield _status_html(info), None, None
-        return
-    downloads = [str(service.output_path(job_id, kind)) for kind in info.outputs]
-    yield _status_html(info), str(service.output_path(job_id, "mp3")), downloads
-
-
-def list_jobs(service: JobService):
-    return [[j.id, j.title, j.status, f"{j.done}/{j.total}", j.created] for j in service.list()]
-
-
-def _status_html(info: JobInfo) -> str:
-    percent = 100 * info.done / max(1, info.total)
-    eta = f" · ETA {clock(info.eta_seconds)}" if info.eta_seconds is not None else ""
-    line = f" · line {info.current_line + 1}" if info.current_line is not None else ""
-    message = f"<div class='vv-message'>{html.escape(info.message)}</div>" if info.message else ""
-    return (f"<div id='vv-progress' data-status='{info.status}' data-job='{info.id}'>"
-            f"<progress max='100' value='{percent:.0f}' style='width:100%'></progress>"
-            f"<div>{info.status} · {info.done}/{info.total} chunks · {info.audio_seconds:.1f} s of audio{eta}{line}"
-            f" · job <code>{info.id}</code></div>{message}</div>")
-
-
-def example_path(name: str) -> Path:
-    return EXAMPLES[name]

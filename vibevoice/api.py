@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from . import __version__
 from .engines import SAMPLE_RATE
 from .jobs import JobInfo, JobNotFound, JobRequest, JobService
+from .plan.schema import Emotion
 from .render import RenderSettings
 from .script import MAX_SCRIPT_BYTES, ScriptError, parse_script
 from .voices import VoiceError, load_templates
@@ -41,6 +42,11 @@ class SpeechRequest(BaseModel):
     speed: float = Field(default=1.0, ge=0.5, le=2.0)
     voices: dict[str, str] = Field(default_factory=dict, description="speaker → voice id for tagged scripts")
     instructions: str | None = Field(default=None, description="accepted for compatibility; not used")
+
+
+class RerenderRequest(BaseModel):
+    rate: float | None = Field(default=None, ge=0.7, le=1.3, description="speaking-rate factor for this line")
+    emotion: Emotion | None = None
 
 
 class CheckRequest(BaseModel):
@@ -112,6 +118,11 @@ def _router() -> APIRouter:
     @r.post("/jobs/{job_id}/resume", response_model=JobInfo, tags=["jobs"])
     def resume_job(job_id: str, jobs: JobService = Depends(_jobs)):
         return jobs.resume(job_id)
+
+    @r.post("/jobs/{job_id}/lines/{line}/rerender", response_model=JobInfo, tags=["jobs"])
+    def rerender_line(job_id: str, line: int, body: RerenderRequest, jobs: JobService = Depends(_jobs)):
+        """Re-render one line (1-based, as in the subtitles) with a new pace or emotion, then re-assemble."""
+        return jobs.rerender_line(job_id, line - 1, rate=body.rate, emotion=body.emotion)
 
     @r.post("/jobs/{job_id}/cancel", response_model=JobInfo, tags=["jobs"])
     def cancel_job(job_id: str, jobs: JobService = Depends(_jobs)):

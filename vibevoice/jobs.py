@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from . import paths
 from .engines import SAMPLE_RATE
 from .export import export_job, fade, layout, mp3_encoder, pcm16
-from .plan.schema import Plan
+from .plan.schema import LinePlan, Plan
 from .render import Job, Progress, RenderError, RenderSettings
 from .script import MAX_SCRIPT_BYTES, parse_script
 from .voices import assign_voices, load_templates, slug
@@ -38,6 +38,7 @@ class JobRequest(BaseModel):
     voices: dict[str, str] = Field(default_factory=dict, description="speaker → voice template id")
     settings: RenderSettings = Field(default_factory=RenderSettings)
     plan: Plan | None = None
+    speaker_hints: dict[str, str] = Field(default_factory=dict, description="speaker → delivery hint for the director")
     title: str = Field(default="", max_length=120)
 
 
@@ -122,6 +123,28 @@ class JobService:
         job.save()
         self._enqueue(job_id)
         return self.info(job_id)
+
+    def rerender_line(self, job_id: str, line_index: int, rate: float | None = None,
+                      emotion: str | None = None) -> JobInfo:
+        """Render one line again with a new pace or emotion and re-assemble; nothing else re-renders.
+
+        The change is written into the job's plan (so it is kept, shown and resumable like any plan
+        edit); only the chunks of that line get new keys, so only they are rendered.
+        """
+        job = Job.open(self._dir(job_id))
+        if job.manifest.status in ACTIVE:
+            raise ValueError("the job is still rendering; wait for it to finish or cancel it first")
+        if not 0 <= line_index < len(job.script.lines):
+            raise ValueError(f"line {line_index + 1} does not exist; the script has {len(job.script.lines)} lines")
+        plan = job.manifest.plan or Plan(planner="user", lines=[])
+        entries = {p.line_index: p for p in plan.lines}
+        entry = entries.get(line_index) or LinePlan(line_index=line_index)
+        changes = {k: v for k, v in (("rate", rate), ("emotion", emotion)) if v is not None}
+        entries[line_index] = LinePlan.model_validate({**entry.model_dump(), **changes})
+        plan = plan.model_copy(update={"lines": [entries[i] for i in sorted(entries)]})
+        voices = {s: v.id for s, v in job.manifest.voices.items()}
+        return self.submit(JobRequest(script=job.manifest.script, voices=voices, settings=job.manifest.settings,
+                                      plan=plan, title=job.manifest.title), job_id=job_id)
 
     def cancel(self, job_id: str) -> JobInfo:
         self._dir(job_id)

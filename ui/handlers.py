@@ -1,0 +1,179 @@
+"""What the page's buttons do: plain functions over the library, no Gradio layout here.
+
+Every error a user can cause becomes a ``gr.Error`` with the library's own message (line numbers for
+script problems), so the page never shows a traceback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import os
+import shutil
+import time
+from pathlib import Path
+
+import gradio as gr
+
+from vibevoice import paths
+from vibevoice.engines import SAMPLE_RATE, get_engine
+from vibevoice.jobs import ACTIVE, JobInfo, JobRequest, JobService
+from vibevoice.render import RenderSettings, clock
+from vibevoice.script import ScriptError, parse_script
+from vibevoice.voices import CloneSpec, VoiceError, VoiceTemplate, assign_voices, load_templates, save_template
+
+MAX_SPEAKERS = 4
+EXAMPLES = {p.stem: p for p in sorted((paths.PRESETS_DIR / "scripts").glob("*.txt"))}
+ENGINES = {"Embedded (Kokoro, offline)": "voices", "VibeVoice (local checkpoint)": "vibevoice"}
+POLL_SECONDS = 0.5
+
+
+def load_example(name: str | None) -> str:
+    return EXAMPLES[name].read_text("utf-8") if name in EXAMPLES else gr.skip()
+
+
+def validate(text: str, engine_label: str, model_dir: str):
+    """Parse as the user types: problems with line numbers, the estimate, and one voice row per speaker."""
+    hidden = [gr.update(visible=False), gr.update(), gr.update()] * MAX_SPEAKERS
+    if not text.strip():
+        return "", "", *hidden
+    try:
+        script = parse_script(text)
+    except ScriptError as error:
+        items = "\n".join(f"- **line {p.line}, column {p.column}:** {html.escape(p.message)}"
+                          + (f" _(expected: {html.escape(p.expected)})_" if p.expected else "")
+                          for p in error.problems)
+        return f"⚠️ The script has {len(error.problems)} problem(s):\n{items}", "", *hidden
+    voices = assign_voices(script.speakers, script.speaker_languages(), {}, load_templates())
+    updates = []
+    for n in range(MAX_SPEAKERS):
+        if n < len(script.speakers):
+            speaker = script.speakers[n]
+            updates += [gr.update(visible=True), gr.update(value=speaker), gr.update(value=voices[speaker].id)]
+        else:
+            updates += [gr.update(visible=False), gr.update(value=""), gr.update()]
+    return "", estimate(script, voices, ENGINES.get(engine_label, "voices"), model_dir), *updates
+
+
+def estimate(script, voices, engine: str, model_dir: str) -> str:
+    seconds = script.estimated_seconds()
+    head = f"{len(script.speakers)} speaker(s), {len(script.lines)} lines, about **{clock(seconds)}** of audio"
+    if engine != "vibevoice":
+        rtf = max(get_engine(v.engine).capabilities.typical_rtf for v in voices.values())
+        return f"{head}; rendering takes about {clock(seconds * rtf)} here."
+    if not model_dir.strip():
+        return f"{head}. Enter the VibeVoice model directory to see the memory and time estimate."
+    try:
+        from vibevoice.engines.vibevoice.preflight import preflight
+
+        report = preflight(script, model_dir.strip(), RenderSettings(engine="vibevoice"))
+    except Exception as error:  # noqa: BLE001 — any checkpoint problem is shown, not raised
+        return f"{head}. ⚠️ {html.escape(str(error))}"
+    return f"{head}. Preflight: {html.escape(report.summary)}"
+
+
+def preview_voice(voice_id: str | None):
+    if not voice_id:
+        raise gr.Error("Pick a voice first.")
+    template = load_templates()[voice_id]
+    if template.engine == "vibevoice":
+        raise gr.Error("Cloned voices are heard in a VibeVoice render; there is no quick preview.")
+    text = "你好！很高兴认识你，我们开始吧。" if template.languages == ["zh"] else "Hi! This is how I sound. Shall we begin?"
+    return SAMPLE_RATE, get_engine(template.engine).speak(text, template)
+
+
+def clone_template(speaker: str, clip_path: str | None, consent: bool) -> str | None:
+    """Save an uploaded reference clip as the speaker's cloning template; return its id."""
+    if not clip_path:
+        return None
+    if not consent:
+        raise gr.Error(f"Confirm that {speaker} consented to having their voice cloned before uploading a clip.")
+    from vibevoice.engines.vibevoice.processing import ClipError, load_clip
+
+    try:
+        clip = load_clip(clip_path, name=f"{speaker}'s reference clip")
+    except ClipError as error:
+        raise gr.Error(str(error)) from None
+    digest = hashlib.sha256(Path(clip_path).read_bytes()).hexdigest()[:12]
+    kept = paths.user_voices_dir() / "clips" / f"{digest}{Path(clip_path).suffix.lower()}"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(clip_path, kept)
+    template = VoiceTemplate(id=f"clone-{digest}", name=f"{speaker} (cloned, {clip.seconds:.0f} s)",
+                             engine="vibevoice", languages=["en", "zh"], spec=CloneSpec(clip=str(kept), consent=True))
+    save_template(template)
+    return template.id
+
+
+def start_job(service: JobService, text: str, engine_label: str, model_dir: str, speed: float, seed: float,
+              cfg: float, steps: float, turn_gap: float, consent: bool, *rows):
+    """Queue the job; ``rows`` are (speaker, voice id, emotion hint, reference clip) per speaker row."""
+    voices, hints = {}, {}
+    for speaker, voice, hint, clip in zip(rows[0::4], rows[1::4], rows[2::4], rows[3::4]):
+        if speaker:
+            voices[speaker] = clone_template(speaker, clip, consent) or voice
+            hints[speaker] = (hint or "").strip()
+    voices = {s: v for s, v in voices.items() if v}
+    try:
+        settings = RenderSettings(speed=speed, seed=int(seed or 0), turn_gap=turn_gap, cfg_scale=cfg,
+                                  diffusion_steps=int(steps), engine=ENGINES.get(engine_label, "voices"),
+                                  model_dir=model_dir.strip() or None)
+        info = service.submit(JobRequest(script=text, voices=voices, settings=settings,
+                                         speaker_hints={s: x for s, x in hints.items() if x}))
+    except (ScriptError, VoiceError, ValueError) as error:
+        raise gr.Error(html.escape(str(error)).replace("\n", "<br>"), title="Cannot start") from None
+    return info.id, status_html(info)
+
+
+def resume_job(service: JobService, job_id: str):
+    try:
+        info = service.resume(job_id.strip())
+    except (KeyError, ValueError) as error:
+        raise gr.Error(str(error)) from None
+    return info.id, status_html(info)
+
+
+def rerender_line(service: JobService, job_id: str, line: float, rate: float):
+    if not job_id:
+        raise gr.Error("Generate or open a job first.")
+    try:
+        info = service.rerender_line(job_id, int(line) - 1, rate=rate)
+    except (KeyError, ValueError) as error:
+        raise gr.Error(str(error)) from None
+    return info.id, status_html(info)
+
+
+def watch_job(service: JobService, job_id: str):
+    """Yield progress until the job ends, then the finished audio and its downloads."""
+    if not job_id:
+        yield gr.skip(), gr.skip(), gr.skip()
+        return
+    while True:
+        info = service.info(job_id)
+        if info.status not in ACTIVE:
+            break
+        yield status_html(info), gr.skip(), gr.skip()
+        time.sleep(POLL_SECONDS)
+    if info.status != "done" or "mp3" not in info.outputs:
+        yield status_html(info), None, None
+        return
+    downloads = [str(service.output_path(job_id, kind)) for kind in info.outputs]
+    yield status_html(info), str(service.output_path(job_id, "mp3")), downloads
+
+
+def list_jobs(service: JobService):
+    return [[j.id, j.title, j.status, f"{j.done}/{j.total}", j.created] for j in service.list()]
+
+
+def status_html(info: JobInfo) -> str:
+    percent = 100 * info.done / max(1, info.total)
+    eta = f" · ETA {clock(info.eta_seconds)}" if info.eta_seconds is not None else ""
+    line = f" · line {info.current_line + 1}" if info.current_line is not None else ""
+    message = f"<div class='vv-message'>{html.escape(info.message)}</div>" if info.message else ""
+    return (f"<div id='vv-progress' data-status='{info.status}' data-job='{info.id}'>"
+            f"<progress max='100' value='{percent:.0f}' style='width:100%'></progress>"
+            f"<div>{info.status} · {info.done}/{info.total} chunks · {info.audio_seconds:.1f} s of audio{eta}{line}"
+            f" · job <code>{info.id}</code></div>{message}</div>")
+
+
+def default_model_dir() -> str:
+    return os.environ.get("VIBEVOICE_MODEL_DIR", "")
