@@ -44,12 +44,18 @@ def _wait_for_chunks(job_dir, count: int, proc: subprocess.Popen, timeout: float
     raise AssertionError("render made no progress")
 
 
-def test_sigkill_mid_job_then_resume_equals_uninterrupted(tmp_path):
+def _interrupt_after(tmp_path, job: str, out: str, chunks: int, sig: int):
+    """Start a CLI render of LONGER, send ``sig`` once ``chunks`` are done; return (script, process)."""
     script = tmp_path / "show.txt"
     script.write_text(LONGER)
-    proc = _start_render(script, tmp_path / "killed", tmp_path / "killed.wav")
-    _wait_for_chunks(tmp_path / "killed", 2, proc)
-    proc.send_signal(signal.SIGKILL)
+    proc = _start_render(script, tmp_path / job, tmp_path / out)
+    _wait_for_chunks(tmp_path / job, chunks, proc)
+    proc.send_signal(sig)
+    return script, proc
+
+
+def test_sigkill_mid_job_then_resume_equals_uninterrupted(tmp_path):
+    script, proc = _interrupt_after(tmp_path, "killed", "killed.wav", 2, signal.SIGKILL)
     proc.wait()
     manifest = json.loads((tmp_path / "killed" / "job.json").read_text())
     done_before = sum(c["status"] == "done" for c in manifest["chunks"])
@@ -69,11 +75,7 @@ def test_sigkill_mid_job_then_resume_equals_uninterrupted(tmp_path):
 
 
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
-    script = tmp_path / "show.txt"
-    script.write_text(LONGER)
-    proc = _start_render(script, tmp_path / "job", tmp_path / "out.mp3")
-    _wait_for_chunks(tmp_path / "job", 1, proc)
-    proc.send_signal(signal.SIGINT)
+    _, proc = _interrupt_after(tmp_path, "job", "out.mp3", 1, signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130
     assert "--resume" in stderr
