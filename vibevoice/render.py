@@ -174,7 +174,7 @@ class Job:
         """Render every chunk that is not finished yet. Safe to call again after any failure."""
         todo = self.pending
         self._progress = progress
-        total, started = len(self.manifest.chunks), time.monotonic()
+        started = time.monotonic()
         todo_chars, done_chars, failures = sum(len(c.text) for c in todo), 0, []
         self._set_status("rendering")
         try:

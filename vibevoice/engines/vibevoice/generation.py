@@ -15,9 +15,7 @@ so late chunks cost as much as the whole prefix (``bench/bench_vibevoice.py`` pr
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ...atomic import write_atomic
 from .state import Carry, ChunkHooks, cache_length, kv_delta, kv_join
 
 DEFAULT_CHUNK_FRAMES = 32  # 4.3 s of audio per call: the unit of progress, stopping and saving
@@ -250,23 +249,6 @@ class StateStore:
         carry = Carry.from_tensors(small, kv_join(main), kv_join(negative), text_config, device, static_length, offload)
         joined = [torch.cat(pieces) if pieces else torch.zeros(0) for pieces in (audio or [])]
         return carry, joined, progress
-
-
-def write_atomic(path: Path, write: Callable) -> None:
-    """Write through a temporary file in the same directory, fsync, rename: readers (and a resumed run)
-    see the old file or the complete new one, never a torn write. (The renderer has its own helper;
-    this package keeps one so its state format does not depend on the renderer's internals.)"""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _cpu(value):
