@@ -71,6 +71,16 @@ def test_paste_assign_generate_play_download(page, tmp_path):
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "page-generated.png"), full_page=True)
 
+    # After a reload the job is still listed, and the same cast gets the voices chosen before.
+    job_id = page.locator("#vv-progress").get_attribute("data-job")
+    page.reload(wait_until="networkidle")
+    page.get_by_text("Jobs", exact=True).last.click()  # the list renders when its section opens
+    page.wait_for_function(f"document.querySelector('#vv-jobs')?.textContent.includes('{job_id}')", timeout=30_000)
+    page.locator("#vv-script textarea").fill(SCRIPT)
+    page.wait_for_function("document.querySelector('#vv-speaker-1 :is(input, textarea)')?.value === 'Ben'",
+                           timeout=30_000)
+    assert page.locator("#vv-voice-1 input").input_value() == "Warm female"
+
 
 def test_bad_script_shows_line_numbers(page):
     page.locator("#vv-script textarea").fill("[A] Fine.\n[] Who?\n[B]\n")

@@ -32,8 +32,12 @@ def load_example(name: str | None) -> str:
     return EXAMPLES[name].read_text("utf-8") if name in EXAMPLES else gr.skip()
 
 
-def validate(text: str, engine_label: str, model_dir: str):
-    """Parse as the user types: problems with line numbers, the estimate, and one voice row per speaker."""
+def validate(text: str, engine_label: str, model_dir: str, remembered: dict | None = None):
+    """Parse as the user types: problems with line numbers, the estimate, and one voice row per speaker.
+
+    ``remembered`` is the browser's memory of earlier choices, keyed by the script's set of speakers,
+    so re-opening the same show brings back the voices picked for it.
+    """
     hidden = [gr.update(visible=False), gr.update(), gr.update()] * MAX_SPEAKERS
     if not text.strip():
         return "", "", *hidden
@@ -44,7 +48,10 @@ def validate(text: str, engine_label: str, model_dir: str):
                           + (f" _(expected: {html.escape(p.expected)})_" if p.expected else "")
                           for p in error.problems)
         return f"⚠️ The script has {len(error.problems)} problem(s):\n{items}", "", *hidden
-    voices = assign_voices(script.speakers, script.speaker_languages(), {}, load_templates())
+    templates = load_templates()
+    kept = {s: v for s, v in ((remembered or {}).get(cast_key(script.speakers)) or {}).items()
+            if s in script.speakers and v in templates}
+    voices = assign_voices(script.speakers, script.speaker_languages(), kept, templates)
     updates = []
     for n in range(MAX_SPEAKERS):
         if n < len(script.speakers):
@@ -53,6 +60,23 @@ def validate(text: str, engine_label: str, model_dir: str):
         else:
             updates += [gr.update(visible=False), gr.update(value=""), gr.update()]
     return "", estimate(script, voices, ENGINES.get(engine_label, "voices"), model_dir), *updates
+
+
+def cast_key(speakers: list[str]) -> str:
+    return "|".join(sorted(s.casefold() for s in speakers))
+
+
+def remember(remembered: dict | None, text: str, *rows) -> dict:
+    """Store this script's speaker → voice choice in the browser (``rows`` as in ``start_job``)."""
+    choice = {speaker: voice for speaker, voice in zip(rows[0::4], rows[1::4]) if speaker and voice}
+    if not choice:
+        return remembered or {}
+    return {**(remembered or {}), cast_key(list(choice)): choice}
+
+
+def active_job(service: JobService) -> str:
+    """The newest job still rendering, so a reloaded page reattaches to it."""
+    return next((j.id for j in service.list() if j.status in ACTIVE), "")
 
 
 def estimate(script, voices, engine: str, model_dir: str) -> str:

@@ -56,6 +56,7 @@ def build_page(service: JobService) -> gr.Blocks:
     with gr.Blocks(title="VibeVoice WebUI") as page:
         gr.Markdown("# VibeVoice WebUI\nPaste a dialogue, give each speaker a voice, and generate a podcast.")
         job_id = gr.Textbox(visible=False, elem_id="vv-job-id")  # a component, so API clients get the id too
+        remembered = gr.BrowserState({}, storage_key="vibevoice-voices")
         with gr.Row():
             with gr.Column(scale=3):
                 example = gr.Dropdown(list(h.EXAMPLES), label="Example scripts", value=None)
@@ -117,7 +118,8 @@ def build_page(service: JobService) -> gr.Blocks:
 
         speaker_outputs = [c for row in rows for c in (row[0], row[1], row[2])]
         example.change(h.load_example, example, script)
-        checks = dict(fn=h.validate, inputs=[script, engine, model_dir], outputs=[problems, estimate, *speaker_outputs])
+        checks = dict(fn=h.validate, inputs=[script, engine, model_dir, remembered],
+                      outputs=[problems, estimate, *speaker_outputs])
         script.change(**checks, trigger_mode="always_last", api_name="validate")
         engine.change(**checks, api_name=False)
         cloning = [consent, *[row[4] for row in rows]]  # uploads only matter to a cloning engine
@@ -136,8 +138,10 @@ def build_page(service: JobService) -> gr.Blocks:
                 .then(None, job_id, None, js="(id) => window.vvFinal && window.vvFinal(id)")
 
         follow(generate.click(partial(h.start_job, service), inputs, [job_id, status], api_name="start_job"))
+        generate.click(h.remember, [remembered, script, *inputs[9:]], remembered, api_name=False)
         follow(resume.click(partial(h.resume_job, service), chosen, [job_id, status]))
         follow(rerender.click(partial(h.rerender_line, service), [job_id, line_no, rate], [job_id, status]))
         refresh.click(partial(h.list_jobs, service), None, jobs_table)
         page.load(partial(h.list_jobs, service), None, jobs_table)
+        follow(page.load(partial(h.active_job, service), None, job_id))  # reattach after a reload
     return page

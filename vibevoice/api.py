@@ -26,6 +26,7 @@ from .script import MAX_SCRIPT_BYTES, ScriptError, parse_script
 from .voices import VoiceError, load_templates
 
 MAX_BODY_BYTES = MAX_SCRIPT_BYTES + 64_000
+DRAIN_BYTES = 32_000_000
 # OpenAI's voice names, mapped to the closest preset, so clients written for OpenAI sound sensible.
 OPENAI_VOICES = {"onyx": "deep-male", "nova": "bright-female", "shimmer": "light-female", "fable": "warm-female",
                  "alloy": "mid-blend", "echo": "soft-male-blend", "ash": "deep-male", "coral": "warm-female",
@@ -60,7 +61,11 @@ def create_api(service: JobService) -> FastAPI:
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next):
-        if int(request.headers.get("content-length") or 0) > MAX_BODY_BYTES:
+        size = int(request.headers.get("content-length") or 0)
+        if size > MAX_BODY_BYTES:
+            if size <= DRAIN_BYTES:  # read it away, so the client gets the 413 instead of a reset connection
+                async for _ in request.stream():
+                    pass
             return JSONResponse({"detail": f"request body over {MAX_BODY_BYTES} bytes; scripts are limited to "
                                            f"{MAX_SCRIPT_BYTES} bytes (about 90 minutes of speech)"}, status_code=413)
         return await call_next(request)
