@@ -38,3 +38,7 @@ class Plan(BaseModel):
     lines: list[LinePlan]
     # Lines where the chosen planner failed and rules were used instead, with the reason.
     fallbacks: dict[int, str] = Field(default_factory=dict)
+    # What did the planning (e.g. the local model's file), for people reading the plan.
+    model: str | None = None
+    # Lines whose plan came from the plan cache instead of being planned again.
+    cached: list[int] = Field(default_factory=list)

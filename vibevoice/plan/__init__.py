@@ -1,0 +1,120 @@
+"""The director: how each script line should be delivered (emotion, intensity, rate, pauses, emphasis).
+
+``make_plan`` runs one of three planners, all behind one interface (``base.Planner``):
+
+- ``rules``: stage directions, punctuation and particles; instant and always available.
+- ``local``: a small LLM on this machine scoring the fixed emotions (``local.py``); the default
+  when its model loads.
+- ``http``: any OpenAI-compatible chat endpoint, asked for JSON and checked line by line (``http.py``).
+
+Whatever the planner, the rules plan is computed first and every line the planner cannot deliver
+(a model that does not load, an endpoint that is down, an answer that is not valid, the time budget
+running out) keeps it, with the reason in ``Plan.fallbacks`` and a logged warning: ``make_plan``
+never raises because a planner failed. Planned lines are cached per line (``cache.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from ..script import Script
+from . import rules
+from .base import Failed, Planner
+from .cache import PlanCache, line_key
+from .schema import PLAN_VERSION, LinePlan, Plan
+from .settings import PLANNERS, PlannerSettings
+from .validate import PlanError, load_plan
+
+__all__ = ["PLANNERS", "PLAN_VERSION", "LinePlan", "Plan", "PlanError", "PlannerSettings", "load_plan",
+           "make_plan"]
+
+log = logging.getLogger(__name__)
+
+
+def make_plan(script: Script, planner: str = "auto", *, settings: PlannerSettings | None = None,
+              progress: Callable[[int, int], None] | None = None) -> Plan:
+    """Plan every line of ``script``; ``planner`` "auto" means ``settings.planner`` (itself "auto" by
+    default: local if its model loads, else rules). ``progress(done, total)`` is called as lines finish.
+    """
+    settings = settings or PlannerSettings()
+    name = settings.planner if planner == "auto" else planner
+    if name not in ("auto", *PLANNERS):
+        raise ValueError(f"unknown planner {planner!r}: choose auto, {', '.join(PLANNERS)}")
+    total = len(script.lines)
+    deadline = time.monotonic() + settings.budget if settings.budget else None
+    base = rules.plan_script(script)
+    if name == "rules":
+        _report(progress, total, total)
+        return Plan(planner="rules", lines=base)
+
+    impl, reason = _open(name, settings)
+    if impl is None:
+        log.warning("%s; planning with rules", reason)
+        _report(progress, total, total)
+        return Plan(planner="rules" if name == "auto" else name, lines=base,
+                    fallbacks={i: reason for i in range(total)})
+
+    cache = PlanCache(settings.resolved_cache_dir() if settings.use_cache else None)
+    fingerprint = impl.fingerprint()
+    keys = [line_key(fingerprint, script, i, impl.span(script, i)) for i in range(total)]
+    planned: dict[int, LinePlan] = {}
+    cached = []
+    for i, key in enumerate(keys):
+        if hit := cache.get(key, i):
+            planned[i] = hit
+            cached.append(i)
+    todo = [i for i in range(total) if i not in planned]
+    fallbacks: dict[int, str] = {}
+    _report(progress, len(planned), total)
+
+    results, failure = impl.plan(script, todo, deadline), f"the {impl.name} planner gave no answer"
+    while True:
+        try:
+            i, result = next(results)
+        except StopIteration:
+            break
+        except Exception as err:  # a crash inside the planner costs its remaining lines, never the plan
+            log.exception("%s planner failed", impl.name)
+            failure = f"the {impl.name} planner failed: {type(err).__name__}: {err}"[:300]
+            break
+        if i not in todo or i in planned or i in fallbacks:
+            continue
+        if isinstance(result, LinePlan) and result.line_index == i:
+            planned[i] = result
+            cache.put(keys[i], result)
+        else:
+            fallbacks[i] = result.reason if isinstance(result, Failed) else f"the {impl.name} planner answered badly"
+        _report(progress, len(planned) + len(fallbacks), total)
+    for i in todo:
+        if i not in planned and i not in fallbacks:
+            fallbacks[i] = failure
+    if fallbacks:
+        first = min(fallbacks)
+        log.warning("%s planner: %d of %d lines planned by rules instead (line %d: %s)", impl.name,
+                    len(fallbacks), total, first, fallbacks[first])
+        _report(progress, total, total)
+    lines = [planned.get(i, base[i]) for i in range(total)]
+    return Plan(planner=impl.name, lines=lines, fallbacks=dict(sorted(fallbacks.items())), model=impl.model,
+                cached=cached)
+
+
+def _open(name: str, settings: PlannerSettings) -> tuple[Planner | None, str]:
+    """The planner, or None and why not (a missing model, package or URL is not an error of the plan)."""
+    kind = "local" if name == "auto" else name
+    try:
+        if kind == "local":
+            from .local import LocalPlanner
+
+            return LocalPlanner(settings), ""
+        from .http import HttpPlanner
+
+        return HttpPlanner(settings), ""
+    except Exception as err:
+        return None, f"{kind} planner unavailable: {err}"[:300]
+
+
+def _report(progress: Callable[[int, int], None] | None, done: int, total: int) -> None:
+    if progress is not None:
+        progress(done, total)
