@@ -18,6 +18,8 @@ def app_home(tmp_path_factory) -> Path:
     """Keep jobs, saved voices and caches out of the user's real home."""
     home = tmp_path_factory.mktemp("vibevoice-home")
     os.environ["VIBEVOICE_HOME"] = str(home)
+    # Renders in these tests use the instant rules director; the LLM directors have their own tests.
+    os.environ.setdefault("VIBEVOICE_PLANNER", "rules")
     return home
 
 

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import paths
+from . import delivery, paths
 from .engines import get_engine
 from .export import export_job
 from .render import Job, RenderError, RenderSettings, clock
@@ -49,6 +49,8 @@ def render(
     cfg: Annotated[float, typer.Option(min=1.0, max=5.0, help="CFG scale (VibeVoice)")] = 1.3,
     steps: Annotated[int, typer.Option(min=1, max=100, help="diffusion steps (VibeVoice)")] = 10,
     max_minutes: Annotated[float, typer.Option(min=0.1, max=90.0, help="stop after this much audio")] = 90.0,
+    planner: Annotated[Optional[str], typer.Option(help="director: auto, rules, local, http or none "
+                                                   "(default: $VIBEVOICE_PLANNER or auto)")] = None,
 ) -> None:
     """Render SCRIPT to audio with subtitles (WAV, MP3, SRT, VTT), resumably."""
     text = _read_script(script)
@@ -71,10 +73,15 @@ def render(
             raise ValueError(f"unknown engine {engine!r}: use 'voices' (Kokoro/Piper per voice) or 'vibevoice'")
         settings = RenderSettings(speed=speed, engine=engine, model_dir=str(model_dir) if model_dir else None,
                                   seed=seed, cfg_scale=cfg, diffusion_steps=steps, max_minutes=max_minutes)
-        job = Job.create(job_dir, text, voices, settings)
+        plan = _direct(parsed, planner or delivery.default_planner())
+        job = Job.create(job_dir, text, voices, settings, plan)
     except (VoiceError, ValueError) as error:
         _fail(str(error))
     _print_assignment(job)
+    for note in job.manifest.notes[:5]:
+        out.print(f"note: {note}", highlight=False)
+    if len(job.manifest.notes) > 5:
+        out.print(f"note: …and {len(job.manifest.notes) - 5} more in {job_dir / 'job.json'}", highlight=False)
     reused = len(job.manifest.chunks) - len(job.pending)
     if reused:
         out.print(f"Reusing {reused} finished chunk(s); {len(job.pending)} to render.")
@@ -145,6 +152,19 @@ def _render_with_progress(job: Job) -> None:
             bar.update(task, completed=p.done, line=line, eta=clock(p.eta) if p.eta is not None else "-:--")
 
         job.render(progress=update)
+
+
+def _direct(parsed, planner: str):
+    """Plan delivery (with a progress bar: a local LLM takes a moment per line) and say what happened."""
+    if planner == delivery.NO_PLANNER:
+        return None
+    with Progress(TextColumn("directing"), BarColumn(), TextColumn("{task.completed}/{task.total} lines"),
+                  console=err, transient=True) as bar:
+        task = bar.add_task("plan", total=len(parsed.lines))
+        plan = delivery.direct(parsed, planner, progress=lambda done, total: bar.update(task, completed=done))
+    fell_back = f"; {len(plan.fallbacks)} line(s) fell back to rules" if plan.fallbacks else ""
+    out.print(f"Delivery planned by {plan.planner}{fell_back}.", highlight=False)
+    return plan
 
 
 def _print_assignment(job: Job) -> None:

@@ -12,9 +12,34 @@ can do, and reports what it cannot, instead of dropping it silently:
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+
 from .engines.base import Capabilities
 from .plan.schema import LinePlan, Plan
+from .script import Script
 from .voices import VoiceTemplate
+
+NO_PLANNER = "none"
+
+
+def default_planner() -> str:
+    """``VIBEVOICE_PLANNER`` (auto, rules, local, http or none); "auto" = the local LLM if it loads."""
+    return os.environ.get("VIBEVOICE_PLANNER", "auto")
+
+
+def direct(script: Script, planner: str, speaker_hints: dict[str, str] | None = None,
+           progress: Callable[[int, int], None] | None = None) -> Plan | None:
+    """Ask the director for a plan; a speaker's emotion hint from the page joins each of their lines' hints."""
+    if planner == NO_PLANNER:
+        return None
+    from .plan import make_plan
+
+    if speaker_hints:
+        lines = [line.model_copy(update={"hints": [*line.hints, speaker_hints[line.speaker]]})
+                 if speaker_hints.get(line.speaker) else line for line in script.lines]
+        script = script.model_copy(update={"lines": lines})
+    return make_plan(script, planner, progress=progress)
 
 
 def line_voice(voice: VoiceTemplate, plan: LinePlan | None) -> VoiceTemplate:

@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 
-from . import paths
+from . import delivery, paths
 from .engines import SAMPLE_RATE
 from .export import export_job, fade, layout, mp3_encoder, pcm16
 from .plan.schema import LinePlan, Plan
+from .plan.validate import load_plan
 from .render import Job, Progress, RenderError, RenderSettings
 from .script import MAX_SCRIPT_BYTES, parse_script
 from .voices import assign_voices, load_templates, slug
@@ -37,7 +38,9 @@ class JobRequest(BaseModel):
     script: str = Field(max_length=MAX_SCRIPT_BYTES, description="the dialogue script")
     voices: dict[str, str] = Field(default_factory=dict, description="speaker → voice template id")
     settings: RenderSettings = Field(default_factory=RenderSettings)
-    plan: Plan | None = None
+    plan: Plan | None = Field(default=None, description="a (possibly edited) plan; used as given, after validation")
+    planner: str | None = Field(default=None, description="auto, rules, local, http or none (default: "
+                                "$VIBEVOICE_PLANNER or auto); ignored when a plan is given")
     speaker_hints: dict[str, str] = Field(default_factory=dict, description="speaker → delivery hint for the director")
     title: str = Field(default="", max_length=120)
 
@@ -85,9 +88,12 @@ class JobService:
         voices = assign_voices(script.speakers, script.speaker_languages(), request.voices, load_templates())
         job_id = job_id or uuid.uuid4().hex[:12]
         directory = self._dir(job_id, must_exist=False)
-        job = Job.create(directory, request.script, voices, request.settings, request.plan)
+        plan = load_plan(request.plan.model_dump(), script) if request.plan else None
+        job = Job.create(directory, request.script, voices, request.settings, plan)
         if request.title:
             job.manifest.title = request.title
+        job.manifest.planner = None if plan else (request.planner or delivery.default_planner())
+        job.manifest.speaker_hints = request.speaker_hints
         job.manifest.status, job.manifest.message = "queued", None
         job.save()
         self._enqueue(job_id)
@@ -136,7 +142,8 @@ class JobService:
             raise ValueError("the job is still rendering; wait for it to finish or cancel it first")
         if not 0 <= line_index < len(job.script.lines):
             raise ValueError(f"line {line_index + 1} does not exist; the script has {len(job.script.lines)} lines")
-        plan = job.manifest.plan or Plan(planner="user", lines=[])
+        # Without a plan every line was spoken with neutral defaults; spell those out so only this line changes.
+        plan = job.manifest.plan or Plan(planner="user", lines=[LinePlan(line_index=i) for i in range(len(job.script.lines))])
         entries = {p.line_index: p for p in plan.lines}
         entry = entries.get(line_index) or LinePlan(line_index=line_index)
         changes = {k: v for k, v in (("rate", rate), ("emotion", emotion)) if v is not None}
@@ -195,7 +202,7 @@ class JobService:
             stop = self._stops.setdefault(job_id, threading.Event())
             stop.clear()
             try:
-                job = Job.open(self._dir(job_id))
+                job = self._direct(Job.open(self._dir(job_id)))
                 job.render(progress=lambda p: self._progress(job_id, p), stop=stop)
                 name = slug(job.manifest.title or _first_words(job))[:40].strip("-") or "podcast"
                 export_job(job, job.dir / "out" / f"{name}.mp3", stems=len(job.script.speakers) > 1)
@@ -206,6 +213,18 @@ class JobService:
             finally:
                 self._live.pop(job_id, None)
                 self._notify()
+
+    def _direct(self, job: Job) -> Job:
+        """Run the director once, in the worker (so submitting stays instant), then key chunks by its plan."""
+        m = job.manifest
+        if not m.planner or m.planner == delivery.NO_PLANNER or m.plan is not None:
+            return job
+        plan = delivery.direct(job.script, m.planner, m.speaker_hints)
+        updated = Job.create(job.dir, m.script, m.voices, m.settings, plan)
+        updated.manifest.title, updated.manifest.planner = m.title, m.planner
+        updated.manifest.speaker_hints = m.speaker_hints
+        updated.save()
+        return updated
 
     def _progress(self, job_id: str, progress: Progress) -> None:
         self._live[job_id] = progress

@@ -92,6 +92,8 @@ class Manifest(BaseModel):
     voices: dict[str, VoiceTemplate]
     settings: RenderSettings
     plan: Plan | None = None
+    planner: str | None = Field(default=None, description="director to run before rendering (None: plan is final)")
+    speaker_hints: dict[str, str] = Field(default_factory=dict)
     notes: list[str] = Field(default_factory=list, description="plan requests the engines cannot honour")
     chunks: list[ChunkRecord]
     outputs: dict[str, str] = Field(default_factory=dict)
