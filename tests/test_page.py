@@ -73,7 +73,7 @@ def test_paste_assign_generate_play_download(page, tmp_path):
 
     # After a reload the job is still listed, and the same cast gets the voices chosen before.
     job_id = page.locator("#vv-progress").get_attribute("data-job")
-    page.reload(wait_until="networkidle")
+    page.reload(wait_until="load")  # (the page may reattach to a job still rendering: never idle)
     page.get_by_text("Jobs", exact=True).last.click()  # the list renders when its section opens
     page.wait_for_function(f"document.querySelector('#vv-jobs')?.textContent.includes('{job_id}')", timeout=30_000)
     page.locator("#vv-script textarea").fill(SCRIPT)
@@ -104,3 +104,14 @@ def test_missing_model_directory_is_explained(page):
     assert "Traceback" not in page.content()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "page-missing-model.png"), full_page=True)
+
+
+def test_director_plan_is_shown_before_rendering(page):
+    page.locator("#vv-script textarea").fill("[A] (laughs) That is the funniest thing I have heard all week!\n"
+                                             "[B] Is it, though?\n")
+    page.get_by_text("Delivery plan (the director)").click()
+    page.locator("#vv-direct").click()
+    page.wait_for_function("document.querySelector('#vv-plan')?.textContent.includes('amused')", timeout=60_000)
+    text = page.locator("#vv-plan").text_content()
+    assert "question" not in text or "Is it, though?" in text
+    assert "Is it, though?" in text and "funniest" in text

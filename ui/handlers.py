@@ -128,8 +128,48 @@ def clone_template(speaker: str, clip_path: str | None, consent: bool) -> str | 
     return template.id
 
 
+PLAN_COLUMNS = ["line", "speaker", "text", "emotion", "intensity", "rate", "pause before", "pause after", "note"]
+
+
+def direct_plan(text: str, planner: str, *rows):
+    """The director's plan as an editable table (rows as in ``start_job``, for the emotion hints)."""
+    from vibevoice import delivery
+
+    try:
+        script = parse_script(text)
+    except ScriptError as error:
+        raise gr.Error(html.escape(str(error)).replace("\n", "<br>"), title="Fix the script first") from None
+    hints = {speaker: hint for speaker, hint in zip(rows[0::4], rows[2::4]) if speaker and hint}
+    plan = delivery.direct(script, planner if planner != "none" else "rules", hints)
+    table = [[p.line_index + 1, script.lines[p.line_index].speaker, script.lines[p.line_index].text, p.emotion,
+              p.intensity, p.rate, p.pause_before, p.pause_after, p.note] for p in plan.lines]
+    fell_back = f" ({len(plan.fallbacks)} line(s) fell back to rules)" if plan.fallbacks else ""
+    return table, f"Planned by **{plan.planner}**{fell_back}. Edit emotion, rate or pauses, then Generate."
+
+
+def table_plan(table, script):
+    """The edited table back into a validated plan; None when it does not belong to this script."""
+    from vibevoice.plan import load_plan
+
+    rows = table.values.tolist() if hasattr(table, "values") else (table or [])
+    rows = [r for r in rows if r and str(r[0]).strip() not in ("", "None", "nan")]
+    if len(rows) != len(script.lines) or any(r[2] != line.text for r, line in zip(rows, script.lines)):
+        return None  # planned for another version of the script: let the director plan again
+    lines = [{"line_index": int(r[0]) - 1, "emotion": r[3], "intensity": float(r[4]), "rate": float(r[5]),
+              "pause_before": _number(r[6]), "pause_after": _number(r[7]), "note": r[8] or ""} for r in rows]
+    return load_plan({"planner": "user", "lines": lines}, script)
+
+
+def _number(value):
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if number != number else number  # NaN from an emptied cell
+
+
 def start_job(service: JobService, text: str, engine_label: str, model_dir: str, speed: float, seed: float,
-              cfg: float, steps: float, turn_gap: float, consent: bool, *rows):
+              cfg: float, steps: float, turn_gap: float, consent: bool, planner: str, table, *rows):
     """Queue the job; ``rows`` are (speaker, voice id, emotion hint, reference clip) per speaker row."""
     voices, hints = {}, {}
     for speaker, voice, hint, clip in zip(rows[0::4], rows[1::4], rows[2::4], rows[3::4]):
@@ -141,7 +181,8 @@ def start_job(service: JobService, text: str, engine_label: str, model_dir: str,
         settings = RenderSettings(speed=speed, seed=int(seed or 0), turn_gap=turn_gap, cfg_scale=cfg,
                                   diffusion_steps=int(steps), engine=ENGINES.get(engine_label, "voices"),
                                   model_dir=model_dir.strip() or None)
-        info = service.submit(JobRequest(script=text, voices=voices, settings=settings,
+        plan = table_plan(table, parse_script(text)) if table is not None else None
+        info = service.submit(JobRequest(script=text, voices=voices, settings=settings, plan=plan, planner=planner,
                                          speaker_hints={s: x for s, x in hints.items() if x}))
     except (ScriptError, VoiceError, ValueError) as error:
         raise gr.Error(html.escape(str(error)).replace("\n", "<br>"), title="Cannot start") from None

@@ -13,6 +13,7 @@ from functools import partial
 import gradio as gr
 
 from ui import handlers as h
+from vibevoice.delivery import default_planner
 from vibevoice.jobs import JobService
 from vibevoice.voices import load_templates
 
@@ -96,7 +97,15 @@ def build_page(service: JobService) -> gr.Blocks:
                         seed = gr.Number(value=0, precision=0, label="Seed")
                         cfg = gr.Slider(1.0, 3.0, value=1.3, step=0.05, label="CFG scale (VibeVoice)")
                         steps = gr.Slider(1, 50, value=10, step=1, label="Diffusion steps (VibeVoice)")
+                    planner = gr.Dropdown(["auto", "rules", "local", "http", "none"], value=default_planner(),
+                                          label="Director (delivery planner): auto = local LLM if it loads")
                 estimate = gr.Markdown(elem_id="vv-estimate")
+        with gr.Accordion("Delivery plan (the director)", open=False):
+            plan_note = gr.Markdown("Plan the delivery to review and edit it; otherwise Generate plans it for you.")
+            plan_table = gr.Dataframe(headers=h.PLAN_COLUMNS, interactive=True, wrap=True, elem_id="vv-plan",
+                                      datatype=["number", "str", "str", "str", "number", "number", "number",
+                                                "number", "str"])
+            direct = gr.Button("Plan delivery", elem_id="vv-direct")
         generate = gr.Button("Generate", variant="primary", elem_id="vv-generate")
         status = gr.HTML(elem_id="vv-status")
         gr.HTML('<div id="vv-player"></div>')
@@ -128,8 +137,10 @@ def build_page(service: JobService) -> gr.Blocks:
         model_dir.blur(**checks, api_name=False)
         for _, _, voice, _, _, button in rows:
             button.click(h.preview_voice, voice, sample)
-        inputs = [script, engine, model_dir, speed, seed, cfg, steps, turn_gap, consent,
-                  *[c for row in rows for c in (row[1], row[2], row[3], row[4])]]
+        row_inputs = [c for row in rows for c in (row[1], row[2], row[3], row[4])]
+        inputs = [script, engine, model_dir, speed, seed, cfg, steps, turn_gap, consent, planner, plan_table,
+                  *row_inputs]
+        direct.click(h.direct_plan, [script, planner, *row_inputs], [plan_table, plan_note], api_name="direct")
 
         def follow(event):
             """Play the stream, watch progress, then hand the player the finished file."""
@@ -138,7 +149,7 @@ def build_page(service: JobService) -> gr.Blocks:
                 .then(None, job_id, None, js="(id) => window.vvFinal && window.vvFinal(id)")
 
         follow(generate.click(partial(h.start_job, service), inputs, [job_id, status], api_name="start_job"))
-        generate.click(h.remember, [remembered, script, *inputs[9:]], remembered, api_name=False)
+        generate.click(h.remember, [remembered, script, *row_inputs], remembered, api_name=False)
         follow(resume.click(partial(h.resume_job, service), chosen, [job_id, status]))
         follow(rerender.click(partial(h.rerender_line, service), [job_id, line_no, rate], [job_id, status]))
         refresh.click(partial(h.list_jobs, service), None, jobs_table)

@@ -222,7 +222,7 @@ class JobService:
         plan = delivery.direct(job.script, m.planner, m.speaker_hints)
         updated = Job.create(job.dir, m.script, m.voices, m.settings, plan)
         updated.manifest.title, updated.manifest.planner = m.title, m.planner
-        updated.manifest.speaker_hints = m.speaker_hints
+        updated.manifest.speaker_hints, updated.manifest.status = m.speaker_hints, "queued"
         updated.save()
         return updated
 
