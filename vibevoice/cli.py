@@ -20,6 +20,7 @@ from rich.table import Table
 from . import delivery, paths
 from .engines import get_engine
 from .export import export_job
+from .plan.cli import plan_command
 from .render import Job, RenderError, RenderSettings, clock
 from .script import ScriptError, parse_script
 from .voices import VoiceError, assign_voices, load_templates, parse_assignment
@@ -183,6 +184,9 @@ def _default_job_dir(script: Path) -> Path:
 def _fail(message: str) -> None:
     err.print(f"[red]error:[/red] {message}", highlight=False)
     raise typer.Exit(2)
+
+
+app.command("plan")(plan_command)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, add_help_option=False)
