@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from vibevoice_tiny import VOICE_SCRIPT, forced_engine, speech_plan, tiny_dir  # noqa: E402
@@ -30,9 +29,8 @@ def model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def engine(model_dir):
+def engine(model_dir, one_torch_thread):
     """The renderer's shared engine instance, steered like ``forced_engine`` steers its own."""
-    torch.set_num_threads(1)
     shared = get_engine("vibevoice", model_dir=str(model_dir))
     shared.logits_processors = forced_engine(model_dir, speech_plan(12, segments=3), chunk_frames=4).logits_processors
     shared.chunk_frames = 4

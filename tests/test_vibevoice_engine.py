@@ -30,16 +30,7 @@ from vibevoice.script import parse_script  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 # diffusers' DPM-Solver trips a numpy 2 DeprecationWarning on every frame; it is not ours to fix.
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models are dominated by thread start-up on a shared 2-core machine; one thread is 15x faster."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.usefixtures("one_torch_thread")]
 
 
 @pytest.fixture(scope="module")

@@ -19,13 +19,7 @@ from vibevoice.engines.vibevoice.preflight import GIB, estimate, kv_bytes_per_to
 from vibevoice.render import RenderSettings  # noqa: E402
 from vibevoice.script import parse_script  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("frames,clip_samples", [(60, 0), (40, 48000)])
