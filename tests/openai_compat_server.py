@@ -22,7 +22,7 @@ import time
 import uuid
 from typing import Any, Literal
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from pydantic import BaseModel
 
 MODEL_ID = "smollm2-135m-instruct"

@@ -134,7 +134,7 @@ def test_load_plan_refuses_documents_that_are_not_plans(data, message):
     ("[小明] 明天八点开会。", "neutral"),
 ])
 def test_rules_read_hints_and_unmistakable_words(line, emotion):
-    script, plans = rules_of(line)
+    _, plans = rules_of(line)
     assert plans[0].emotion == emotion
 
 
@@ -151,7 +151,7 @@ def test_rules_sentence_type_in_english_and_mandarin(text, kind):
 
 
 def test_rules_pauses_rate_and_emphasis():
-    script, plans = rules_of("[A] I thought... never mind...\n[B] But I—\n[A] I said NEVER, and I *meant* it!\n"
+    _, plans = rules_of("[A] I thought... never mind...\n[B] But I—\n[A] I said NEVER, and I *meant* it!\n"
                              "[B] (whispers) They are here.\n[A] (excited) We won the cup!!\n")
     trailing, cut, shout, whisper, excited = plans
     assert trailing.pause_after == 0.7 and cut.pause_after == 0.0 and shout.pause_after is None

@@ -10,11 +10,10 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from openai_compat_server import MODEL_ID, free_port, make_app, serve
+
 from vibevoice import paths
-from vibevoice.plan import PlannerSettings, make_plan, rules
-from vibevoice.plan import local_model
+from vibevoice.plan import PlannerSettings, local_model, make_plan, rules
 from vibevoice.plan.http import SYSTEM_PROMPT
 from vibevoice.script import parse_script
 
@@ -103,7 +102,7 @@ def test_valid_json_from_the_model_is_checked_and_merged_with_rules():
              '{"line_index": 7, "emotion": "sad"}]}\n```')
     entries, problem = _entries(reply)
     assert problem is None and len(entries) == 3
-    (i0, p0), (i1, p1), (i7, p7) = (check_entry(e, script) for e in entries)
+    (i0, p0), (i1, p1), (i7, _) = (check_entry(e, script) for e in entries)
     merged = _merge(script, i0, p0, entries[0])
     assert merged.emotion == "excited" and merged.emphasis == ["actually"] and merged.intensity == 0.9
     assert merged.sentence_type == "exclamation" and merged.note == "http:"  # rules fill what it left out

@@ -69,27 +69,31 @@ def make_plan(script: Script, planner: str = "auto", *, settings: PlannerSetting
     fallbacks: dict[int, str] = {}
     _report(progress, len(planned), total)
 
-    results, failure = impl.plan(script, todo, deadline), f"the {impl.name} planner gave no answer"
-    while True:
-        try:
-            i, result = next(results)
-        except StopIteration:
-            break
-        except Exception as err:  # a crash inside the planner costs its remaining lines, never the plan
-            log.exception("%s planner failed", impl.name)
-            failure = f"the {impl.name} planner failed: {type(err).__name__}: {err}"[:300]
-            break
-        if i not in todo or i in planned or i in fallbacks:
-            continue
-        if isinstance(result, LinePlan) and result.line_index == i:
-            planned[i] = result
-            cache.put(keys[i], result)
-        else:
-            fallbacks[i] = result.reason if isinstance(result, Failed) else f"the {impl.name} planner answered badly"
-        _report(progress, len(planned) + len(fallbacks), total)
-    for i in todo:
-        if i not in planned and i not in fallbacks:
-            fallbacks[i] = failure
+    results, failure = iter(impl.plan(script, todo, deadline)), f"the {impl.name} planner gave no answer"
+    waiting = set(todo)
+    try:
+        while True:
+            try:
+                i, result = next(results)
+            except StopIteration:
+                break
+            except Exception as err:  # a crash inside the planner costs its remaining lines, never the plan
+                log.exception("%s planner failed", impl.name)
+                failure = f"the {impl.name} planner failed: {type(err).__name__}: {err}"[:300]
+                break
+            if i not in waiting:
+                continue  # a line not asked for, or answered twice
+            waiting.discard(i)
+            if isinstance(result, LinePlan) and result.line_index == i:
+                planned[i] = result
+                cache.put(keys[i], result)
+            else:
+                fallbacks[i] = result.reason if isinstance(result, Failed) else f"{impl.name} planner: bad answer"
+            _report(progress, len(planned) + len(fallbacks), total)
+    finally:
+        getattr(results, "close", lambda: None)()  # release the model now, also if a progress callback raised
+    for i in waiting:
+        fallbacks[i] = failure
     if fallbacks:
         first = min(fallbacks)
         log.warning("%s planner: %d of %d lines planned by rules instead (line %d: %s)", impl.name,

@@ -134,8 +134,9 @@ class LocalPlanner(Planner):
     # -- model state, computed once per loaded model -------------------------------------------
 
     def _state(self) -> dict:
+        """Token ids of the fixed pieces, the header's KV cache and the calibration prior (set last)."""
         state = self.loaded.state
-        if "cache" in state:
+        if "prior" in state:
             return state
         from transformers import DynamicCache
 
@@ -147,11 +148,11 @@ class LocalPlanner(Planner):
         header = tok.encode(_HEADER + examples + "\n", add_special_tokens=False)
         cache = DynamicCache()
         self._forward(header, cache)
-        state.update(cache=cache, header_len=len(header), prior=None)
+        state.update(cache=cache, header_len=len(header))
         prior = []
         for who, text, _ in CALIBRATION:
-            prior.append(self._scores(self._said(Line(index=0, turn=0, speaker=who, text=text, language="en",
-                                                      source_line=1, column=1)) + state["frame"], cache, raw=True))
+            line = Line(index=0, turn=0, speaker=who, text=text, language="en", source_line=1, column=1)
+            prior.append(self._scores(self._said(line) + state["frame"], cache, raw=True))
             _trim(cache, len(header))
         state["prior"] = sum(prior) / len(prior)
         return state
@@ -174,9 +175,9 @@ class LocalPlanner(Planner):
 
     def _scores(self, ids: list[int], cache, raw: bool = False):
         """Probability of each emotion's words after ``ids``; unless ``raw``, divided by the bias."""
-        probs = self._forward(ids, cache).softmax(-1)
         import torch
 
+        probs = self._forward(ids, cache).softmax(-1)
         scores = torch.stack([probs[w].sum() for w in self.loaded.state["words"]])
         if raw:
             return scores
