@@ -102,8 +102,9 @@ class LocalPlanner(Planner):
         for i in todo:
             line = script.lines[i]
             if not uses_model(line):  # a stage direction decided, or a Mandarin line: rules' emotion
-                note = None if rules.hint_emotion(line.hints) else f"rules (Mandarin) {rules.emotion_cue(line)[1]}"
-                yield i, rules.plan_line(script, i, note=note.strip() if note else None)
+                why = rules.emotion_cue(line)[1]
+                note = None if rules.hint_emotion(line.hints) else "rules (Mandarin line)" + (f": {why}" if why else "")
+                yield i, rules.plan_line(script, i, note=note)
                 continue
             if deadline is not None and time.monotonic() > deadline:
                 yield i, Failed(f"the planning time budget ({self.settings.budget:g} s) ran out")
