@@ -54,7 +54,7 @@ def test_local_planner_plans_a_short_script(settings):
     # The model decides the emotion of plain English lines; stage directions and Mandarin stay with rules.
     assert plan.lines[0].note.startswith("local model:") and plan.lines[2].note.startswith("local model:")
     assert plan.lines[1].emotion == "amused" and plan.lines[1].note == "hint (laughs)"
-    assert plan.lines[3].note.startswith("rules (Mandarin)")
+    assert plan.lines[3].note == 'rules (Mandarin line): says "开心"'
     # Rules still decide sentence type and pauses; the rate follows the chosen emotion.
     assert [lp.sentence_type for lp in plan.lines] == ["question", "statement", "statement", "question"]
     assert plan.lines[0].rate == rules.plan_line(script, 0, emotion=plan.lines[0].emotion).rate
