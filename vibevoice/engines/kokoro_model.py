@@ -39,12 +39,23 @@ What the conversion does, and why
 
     Tried and rejected: dequantising to a float32 graph (Conv/MatMul/LSTM with
     dequantised weights) was *slower* (RTF 0.54 vs 0.39: fp32 Conv already ran
-    near this CPU's FMA peak, int8 VNNI has ~2-4x the throughput); fp16 has no
-    x86 CPU kernels in onnxruntime; inter-op parallelism and disabling thread
-    spinning were slower.
+    near this CPU's FMA peak, u8 x s8 VNNI has ~2-3x its throughput) and, unless
+    the duration predictor stayed int8, changed phoneme durations (outputs
+    600-3000 samples longer or shorter).  Inter-op parallelism and disabling
+    thread spinning were slower.  fp16 was not tried: onnxruntime's x86 CPU
+    provider has no fp16 convolution kernels to gain from.
 
-Measured gain (2 shared cores, AMD EPYC with AVX-512 VNNI, onnxruntime 1.31,
-2 intra-op threads, a 66 s English passage): RTF 0.39 -> 0.27, about 1.4x.
+Measured gain (2 cores, AMD EPYC with AVX-512 VNNI, onnxruntime 1.31, 2
+intra-op threads, a 66 s English passage, one sentence per call): on a quiet
+machine RTF 0.39 -> 0.27, about 1.4x (in a profile, ConvInteger's 6.9 s became
+2.6 s of MatMulInteger plus ~0.8 s of im2col and transposes).  With the cores
+shared with other jobs (load 3-5), bench/bench_kokoro_runtime.py measured
+stock kokoro-onnx RTF 0.89, shipped graph with :func:`session_options` 0.74,
+converted graph 0.63: 1.42x faster than stock.  The project target (RTF 0.18)
+is out of reach this way: in the shipped graph the non-convolution ops alone
+(Sin of the snake activations, element-wise ops, STFT) take RTF ~0.15.
+Sessions from the converted graph take ~2.5 s to create (1.2 s shipped) on a
+quiet machine, more under load; once per process.
 
 The ``onnx`` package is imported only to convert; the converted graph is
 cached under ``cache_dir`` keyed by the source sha256 and
@@ -150,10 +161,13 @@ def vocab() -> dict[str, int]:
 
 
 def session_options(threads: int | None = None) -> ort.SessionOptions:
-    """Sequential execution, intra-op threads only, every graph optimisation.
+    """Sequential execution, intra-op threads only, every graph optimisation, no spinning.
 
-    Measured on 2 cores: 2 intra-op threads beat 1 (RTF 0.41 vs 0.64); the
-    parallel executor (0.62-0.72) and no spinning (0.46) were slower.
+    Measured on the 2 cores: 2 intra-op threads beat 1 (RTF 0.41 vs 0.64 on a
+    quiet machine) and the parallel executor was slower (0.62-0.72).  Idle
+    worker threads do not spin: that costs ~10 % on a quiet machine (0.41 vs
+    0.46) but, with the cores shared with other jobs, spinning threads fight
+    them and lose (RTF 0.96 vs 0.75 shipped graph, 0.75 vs 0.63 converted).
     """
     options = ort.SessionOptions()
     if threads:
@@ -161,6 +175,7 @@ def session_options(threads: int | None = None) -> ort.SessionOptions:
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
 
 
