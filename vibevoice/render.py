@@ -149,6 +149,7 @@ class Job:
                 chunk.render_seconds = done[chunk.key].render_seconds
         manifest = Manifest(
             job_id=old.job_id if old else uuid.uuid4().hex[:12], created=old.created if old else now, updated=now,
+            status=old.status if old else "pending",  # a queued job stays queued while it is re-planned
             script=script_text, voices=voices, settings=settings, chunks=chunks, plan=plan,
             notes=delivery.unsupported(plan, voices, {line.index: line.speaker for line in script.lines},
                                        {v.engine: get_engine(v.engine).capabilities for v in voices.values()}),
