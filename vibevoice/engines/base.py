@@ -76,6 +76,18 @@ class Engine(ABC):
         """Restore what ``save_state`` wrote, before resuming."""
 
 
+def speak_in_turn(segments: list[Segment], voices: dict[str, VoiceTemplate], speak) -> ChunkAudio:
+    """For engines that speak one segment at a time: ``speak(text, voice, speed)`` for each, end to end,
+    with each segment's span so subtitles know where its line lies."""
+    pieces, spans, offset = [], [], 0
+    for seg in segments:
+        audio = speak(seg.text, voices[seg.speaker], seg.speed)
+        pieces.append(audio)
+        spans.append((seg.line_index, offset, offset + audio.size))
+        offset += audio.size
+    return ChunkAudio(np.concatenate(pieces) if pieces else np.zeros(0, np.float32), spans)
+
+
 _SENTENCE_END = re.compile(r"(?<=[.!?;。！？；…])\s*")
 _PHRASE_END = re.compile(r"(?<=[,:，、：])\s*")
 

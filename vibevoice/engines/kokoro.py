@@ -16,7 +16,7 @@ from .. import paths
 from ..phonemize import Phonemizer
 from ..voices import KokoroSpec, VoiceTemplate
 from . import kokoro_model
-from .base import SAMPLE_RATE, Capabilities, ChunkAudio, Engine, Segment, split_text
+from .base import SAMPLE_RATE, Capabilities, ChunkAudio, Engine, Segment, speak_in_turn, split_text
 
 MAX_TOKENS = 510  # the model's context, minus the two boundary tokens it adds
 _GAP_BETWEEN_PIECES = 0.12  # seconds, when one segment needs several model calls
@@ -52,13 +52,7 @@ class KokoroEngine(Engine):
             raise ValueError(f"voice {voice.id!r} names unknown Kokoro voice(s) {unknown}; known: {known}")
 
     def synthesize(self, segments: list[Segment], voices: dict[str, VoiceTemplate]) -> ChunkAudio:
-        pieces, spans, offset = [], [], 0
-        for seg in segments:
-            audio = self.speak(seg.text, voices[seg.speaker], seg.speed)
-            pieces.append(audio)
-            spans.append((seg.line_index, offset, offset + audio.size))
-            offset += audio.size
-        return ChunkAudio(np.concatenate(pieces) if pieces else np.zeros(0, np.float32), spans)
+        return speak_in_turn(segments, voices, self.speak)
 
     def speak(self, text: str, voice: VoiceTemplate, speed: float = 1.0) -> np.ndarray:
         """One piece of text in one voice → trimmed float32 audio at 24 kHz."""

