@@ -10,19 +10,18 @@ Every cue in the subtitles is one script line, timed from where its audio was pl
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import lameenc
 import numpy as np
 import soxr
-from mutagen.id3 import COMM, ID3, TIT2, TPE1, TSSE
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
-from . import __version__, delivery
+from . import audit, delivery, disclosure, provenance
 from .engines import SAMPLE_RATE
 from .atomic import write_bytes_atomic
+from .provenance import Provenance
 from .render import ChunkRecord, Job, RenderError, wav_bytes
 
 TARGET_LUFS = -16.0
@@ -30,7 +29,6 @@ TRUE_PEAK_DBTP = -1.0
 FADE_SECONDS = 0.005
 LEAD_IN, TAIL = 0.3, 0.6  # seconds of room tone before the first and after the last line
 SPLIT_GAP = 0.2  # between the pieces of one long line
-DISCLOSURE = "AI-generated speech"
 
 
 @dataclass
@@ -57,13 +55,37 @@ def layout(job: Job) -> tuple[list[tuple[ChunkRecord, int]], int]:
     """
     settings, lines, plans = job.manifest.settings, job.script.lines, delivery.line_plans(job.manifest.plan)
     placed: list[tuple[ChunkRecord, int]] = []
-    cursor, previous = _samples(LEAD_IN), None
+    notice = spoken_notice(job)
+    room = notice.audio.size + _samples(disclosure.GAP) if notice else 0
+    cursor, previous = _samples(LEAD_IN) + (room if notice and notice.where == "start" else 0), None
     for chunk in job.manifest.chunks:
         cursor += _samples(gap_before(chunk, previous, lines, settings, plans))
         placed.append((chunk, cursor))
         cursor += chunk.samples
         previous = chunk
-    return placed, cursor + _samples(job.script.trailing_pause + TAIL)
+    return placed, cursor + _samples(job.script.trailing_pause + TAIL) + (room if notice and notice.where == "end" else 0)
+
+
+@dataclass
+class Notice:
+    where: str
+    start: int
+    text: str
+    audio: np.ndarray
+
+
+def spoken_notice(job: Job, end: int | None = None) -> Notice | None:
+    """The audible AI disclosure for this job, if its settings ask for one, and where it starts.
+
+    At the start it follows the lead-in; at the end it starts ``disclosure.GAP`` after the last line
+    (``end`` = where the last chunk ends; needed only for an end notice).
+    """
+    where = disclosure.placement(job.manifest.settings.disclosure, job.manifest.voices)
+    if where is None:
+        return None
+    text, audio = disclosure.notice(disclosure.language(job.script))
+    start = _samples(LEAD_IN) if where == "start" else (end or 0) + _samples(disclosure.GAP)
+    return Notice(where, start, text, audio)
 
 
 def gap_before(chunk: ChunkRecord, previous: ChunkRecord | None, lines, settings, plans=None) -> float:
@@ -89,6 +111,12 @@ def assemble(job: Job, stems: bool = False) -> Programme:
     mix = np.zeros(total, np.float32)
     tracks = {s: np.zeros(total, np.float32) for s in job.script.speakers} if stems else {}
     cues: dict[int, Cue] = {}
+    last = placed[-1][1] + placed[-1][0].samples if placed else _samples(LEAD_IN)
+    notice = spoken_notice(job, end=last)
+    if notice:
+        mix[notice.start:notice.start + notice.audio.size] += fade(notice.audio)
+        cues[-1] = Cue(-1, "Notice", notice.text, notice.start / SAMPLE_RATE,
+                       (notice.start + notice.audio.size) / SAMPLE_RATE)
     for chunk, start in placed:
         audio = fade(job.chunk_audio(chunk))
         mix[start:start + audio.size] += audio
@@ -102,7 +130,7 @@ def assemble(job: Job, stems: bool = False) -> Programme:
     gain = normalise(mix)
     for track in tracks.values():
         track *= gain
-    return Programme(mix * gain, list(cues.values()), tracks)
+    return Programme(mix * gain, sorted(cues.values(), key=lambda c: c.start), tracks)
 
 
 def loudness_gain(audio: np.ndarray, target: float = TARGET_LUFS) -> float:
@@ -151,45 +179,56 @@ def true_peak_limiter(audio: np.ndarray, ceiling_db: float = TRUE_PEAK_DBTP) -> 
 
 
 def export_job(job: Job, out: Path, stems: bool = False, mp3_kbps: int = 96) -> dict[str, str]:
-    """Write WAV, MP3, SRT and VTT (and per-speaker stems) next to ``out``; record them in the manifest.
+    """Write WAV, MP3, FLAC, SRT and VTT (and per-speaker stems) next to ``out``; record them in the job.
 
-    ``out`` names the main file; its suffix picks which of WAV/MP3 the user asked for, but both are
-    always written since the expensive part, rendering, is done.
+    ``out`` names the main file; its suffix picks which format the user asked for, but all are always
+    written since the expensive part, rendering, is done. Every audio file carries provenance tags.
     """
     programme = assemble(job, stems=stems)
     base = Path(out).with_suffix("")
     title = f"{base.name} ({job.manifest.job_id})"
+    stamp = job_provenance(job)
     outputs = {
-        "wav": write_wav(programme.audio, base.with_suffix(".wav")),
-        "mp3": write_mp3(programme.audio, base.with_suffix(".mp3"), title, mp3_kbps),
+        "wav": write_wav(programme.audio, base.with_suffix(".wav"), stamp, title),
+        "mp3": write_mp3(programme.audio, base.with_suffix(".mp3"), stamp, title, mp3_kbps),
+        "flac": write_flac(programme.audio, base.with_suffix(".flac"), stamp, title),
         "srt": write_text(base.with_suffix(".srt"), to_srt(programme.cues)),
         "vtt": write_text(base.with_suffix(".vtt"), to_vtt(programme.cues)),
     }
     for speaker, track in programme.stems.items():
-        outputs[f"stem:{speaker}"] = write_wav(track, base.parent / f"{base.name}.{_safe(speaker)}.wav")
+        outputs[f"stem:{speaker}"] = write_wav(track, base.parent / f"{base.name}.{_safe(speaker)}.wav", stamp,
+                                               f"{title} — {speaker}")
     job.manifest.outputs = outputs
     job.manifest.status, job.manifest.message = "done", None
     job.save()
+    audit.record("job.exported", job_id=job.manifest.job_id, seconds=round(programme.audio.size / SAMPLE_RATE, 2),
+                 outputs=sorted(outputs), provenance=stamp.model_dump())
     return outputs
 
 
-def write_wav(audio: np.ndarray, path: Path) -> str:
-    write_bytes_atomic(path, wav_bytes(pcm16(audio)))
+def job_provenance(job: Job) -> Provenance:
+    m = job.manifest
+    engine = m.settings.engine if m.settings.engine != "voices" else "+".join(sorted({v.engine for v in m.voices.values()}))
+    return Provenance(engine=engine, job_id=m.job_id, cloned_voice=any(v.spec.kind == "clone" for v in m.voices.values()))
+
+
+def write_wav(audio: np.ndarray, path: Path, stamp: Provenance, title: str) -> str:
+    data = wav_bytes(pcm16(audio), strings=provenance.info_strings(stamp, title))
+    write_bytes_atomic(path, provenance.tag_wav(data, stamp, title))
     return str(path)
 
 
-def write_mp3(audio: np.ndarray, path: Path, title: str, kbps: int = 96) -> str:
-    """MP3 via LAME, tagged (ID3v2) with the title and an AI-generated-speech disclosure."""
+def write_flac(audio: np.ndarray, path: Path, stamp: Provenance, title: str) -> str:
+    data = wav_bytes(pcm16(audio), strings=provenance.info_strings(stamp, title), container="FLAC")
+    write_bytes_atomic(path, provenance.tag_flac(data, stamp, title))
+    return str(path)
+
+
+def write_mp3(audio: np.ndarray, path: Path, stamp: Provenance, title: str, kbps: int = 96) -> str:
+    """MP3 via LAME, tagged (ID3v2) with the title and the provenance fields."""
     encoder = mp3_encoder(kbps)
     data = encoder.encode(pcm16(audio).tobytes()) + encoder.flush()
-    tags = ID3()
-    tags.add(TIT2(encoding=3, text=title))
-    tags.add(TPE1(encoding=3, text="VibeVoice WebUI"))
-    tags.add(TSSE(encoding=3, text=f"vibevoice-webui {__version__}"))
-    tags.add(COMM(encoding=3, lang="eng", desc="disclosure", text=DISCLOSURE))
-    buffer = io.BytesIO(bytes(data))
-    tags.save(buffer)  # mutagen prepends the ID3 header to the file object
-    write_bytes_atomic(path, buffer.getvalue())
+    write_bytes_atomic(path, provenance.tag_mp3(bytes(data), stamp, title))
     return str(path)
 
 
