@@ -123,10 +123,21 @@ def test_gradio_client_checks_and_renders(server):
     assert "line 2" in problems
     empty_row = ["", None, "", None]
     job_id, _ = client.predict("[A] Hello from Gradio.\n", "Embedded (Kokoro, offline)", "", 1.0, 0, 1.3, 10, 0.45,
-                               False, "rules", {"headers": [], "data": []}, "A", "bright-female", "calm", None, *empty_row * 3,
+                               False, "rules", "Flag only", "At the end", {"headers": [], "data": []},
+                               "A", "bright-female", "calm", None, *empty_row * 3,
                                api_name="/start_job")
     info = _wait_done(server, job_id)
     assert info["status"] == "done" and info["voices"] == {"A": "bright-female"}
+    # The page's responsible-use settings reached the job: a spoken notice at the end, and an audit entry.
+    _, srt = _http(server, "GET", f"/v1/jobs/{job_id}/files/srt")
+    assert srt.decode().strip().endswith("[Notice] This audio was generated with artificial intelligence.")
+    created = [e for e in audit_events(server.home) if e["event"] == "job.created" and e["job_id"] == job_id]
+    assert created and created[0]["actor"].startswith("page:127.0.0.1")
+
+
+def audit_events(home):
+    path = home / "audit.jsonl"
+    return [json.loads(line) for line in path.read_text("utf-8").splitlines()] if path.exists() else []
 
 
 def test_server_restart_mid_job_then_resume(tmp_path):

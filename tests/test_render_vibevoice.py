@@ -69,3 +69,24 @@ def test_cli_refuses_vibevoice_without_a_checkpoint(tmp_path):
     result = run_cli("render", str(script), "--engine", "vibevoice", "--model-dir", str(broken),
                      "-o", str(tmp_path / "o.mp3"))
     assert result.returncode == 2 and "config.json" in result.stderr
+
+
+def test_a_cloned_voice_job_records_consent_and_announces_itself(engine, model_dir, tmp_path):
+    from vibevoice.cloning import clone_voice
+    from vibevoice.provenance import read_tags
+    from vibevoice_tiny import noise_clip
+
+    script = parse_script(VOICE_SCRIPT)
+    voices = assign_voices(script.speakers, script.speaker_languages(), {}, load_templates())
+    clip = noise_clip(tmp_path / "guest.wav", seconds=4).read_bytes()
+    voices[script.speakers[0]] = clone_voice("Guest", clip, ".wav", consent=True, actor="test")
+    settings = RenderSettings(engine="vibevoice", model_dir=str(model_dir), seed=3)  # disclosure: auto
+    job = Job.create(tmp_path / "job", VOICE_SCRIPT, voices, settings)
+    job.render()
+    outputs = export_job(job, tmp_path / "show.mp3")
+    saved = Job.open(tmp_path / "job").manifest.voices[script.speakers[0]].spec.consent
+    assert saved is not None and saved.confirmed_by == "test" and saved.clip_sha256
+    first_cue = open(outputs["srt"], encoding="utf-8").read().split("\n\n")[0]
+    assert first_cue.endswith("[Notice] This audio was generated with artificial intelligence.")
+    tags = read_tags(outputs["mp3"])
+    assert tags["CLONED_VOICE"] == "yes" and tags["ENGINE"] == "vibevoice"

@@ -6,25 +6,28 @@ script problems), so the page never shows a traceback.
 
 from __future__ import annotations
 
-import hashlib
 import html
 import os
-import shutil
 import time
 from pathlib import Path
 
 import gradio as gr
 
 from vibevoice import paths
+from vibevoice.cloning import clone_voice
+from vibevoice.content_filter import check as check_content, default_mode as default_filter_mode
 from vibevoice.engines import SAMPLE_RATE, get_engine
 from vibevoice.jobs import ACTIVE, JobInfo, JobRequest, JobService
 from vibevoice.render import RenderSettings, clock
 from vibevoice.script import ScriptError, parse_script
-from vibevoice.voices import CloneSpec, VoiceError, VoiceTemplate, assign_voices, load_templates, save_template
+from vibevoice.voices import VoiceError, assign_voices, load_templates
 
 MAX_SPEAKERS = 4
 EXAMPLES = {p.stem: p for p in sorted((paths.PRESETS_DIR / "scripts").glob("*.txt"))}
 ENGINES = {"Embedded (Kokoro, offline)": "voices", "VibeVoice (local checkpoint)": "vibevoice"}
+FILTER_MODES = {"Block severe lines, flag the rest": "block", "Flag only": "flag", "Off": "off"}
+NOTICES = {"Automatic (at the start when a voice is cloned)": "auto", "At the start": "start", "At the end": "end",
+           "Off": "off"}
 POLL_SECONDS = 0.5
 
 
@@ -32,7 +35,8 @@ def load_example(name: str | None) -> str:
     return EXAMPLES[name].read_text("utf-8") if name in EXAMPLES else gr.skip()
 
 
-def validate(text: str, engine_label: str, model_dir: str, remembered: dict | None = None):
+def validate(text: str, engine_label: str, model_dir: str, remembered: dict | None = None,
+             content: str = next(iter(FILTER_MODES))):
     """Parse as the user types: problems with line numbers, the estimate, and one voice row per speaker.
 
     ``remembered`` is the browser's memory of earlier choices, keyed by the script's set of speakers,
@@ -59,7 +63,28 @@ def validate(text: str, engine_label: str, model_dir: str, remembered: dict | No
             updates += [gr.update(visible=True), gr.update(value=speaker), gr.update(value=voices[speaker].id)]
         else:
             updates += [gr.update(visible=False), gr.update(value=""), gr.update()]
-    return "", estimate(script, voices, ENGINES.get(engine_label, "voices"), model_dir), *updates
+    return content_report(script, FILTER_MODES.get(content, "block")), \
+        estimate(script, voices, ENGINES.get(engine_label, "voices"), model_dir), *updates
+
+
+def filter_label() -> str:
+    """The page's initial content-filter choice: the server's default mode."""
+    mode = default_filter_mode()
+    return next(label for label, value in FILTER_MODES.items() if value == mode)
+
+
+def content_report(script, mode: str) -> str:
+    """The content filter's findings as the page shows them under the script (empty when clean)."""
+    findings = check_content(script, mode)
+    if not findings:
+        return ""
+    blocked = any(f.action == "block" for f in findings)
+    head = ("⛔ The content filter blocks this script (severe lines below); edit them or change the filter "
+            "mode under *Responsible use*." if blocked else f"⚑ The content filter flagged {len(findings)} phrase(s); "
+            "the job will render and record them.")
+    items = "\n".join(f"- **line {f.line}:** {'blocked' if f.action == 'block' else 'flagged'} as "
+                      f"{f.category} — “{html.escape(f.matched)}”" for f in findings)
+    return f"{head}\n{items}"
 
 
 def cast_key(speakers: list[str]) -> str:
@@ -106,26 +131,21 @@ def preview_voice(voice_id: str | None):
     return SAMPLE_RATE, get_engine(template.engine).speak(text, template)
 
 
-def clone_template(speaker: str, clip_path: str | None, consent: bool) -> str | None:
-    """Save an uploaded reference clip as the speaker's cloning template; return its id."""
+def clone_template(speaker: str, clip_path: str | None, consent: bool, actor: str) -> str | None:
+    """Save an uploaded reference clip as the speaker's cloning template (consent required); return its id."""
     if not clip_path:
         return None
-    if not consent:
-        raise gr.Error(f"Confirm that {speaker} consented to having their voice cloned before uploading a clip.")
-    from vibevoice.engines.vibevoice.processing import ClipError, load_clip
-
     try:
-        clip = load_clip(clip_path, name=f"{speaker}'s reference clip")
-    except ClipError as error:
+        template = clone_voice(speaker, Path(clip_path).read_bytes(), Path(clip_path).suffix, consent, actor)
+    except ValueError as error:  # no consent, or a clip that is too short, silent or unreadable
         raise gr.Error(str(error)) from None
-    digest = hashlib.sha256(Path(clip_path).read_bytes()).hexdigest()[:12]
-    kept = paths.user_voices_dir() / "clips" / f"{digest}{Path(clip_path).suffix.lower()}"
-    kept.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(clip_path, kept)
-    template = VoiceTemplate(id=f"clone-{digest}", name=f"{speaker} (cloned, {clip.seconds:.0f} s)",
-                             engine="vibevoice", languages=["en", "zh"], spec=CloneSpec(clip=str(kept), consent=True))
-    save_template(template)
     return template.id
+
+
+def page_actor(request: gr.Request | None) -> str:
+    """Who is using the page, for the local audit log (the page has no accounts: the client address)."""
+    host = getattr(getattr(request, "client", None), "host", None)
+    return f"page:{host or 'unknown'}"
 
 
 PLAN_COLUMNS = ["line", "speaker", "text", "emotion", "intensity", "rate", "pause before", "pause after", "note"]
@@ -168,22 +188,27 @@ def _number(value):
     return None if number != number else number  # NaN from an emptied cell
 
 
-def start_job(service: JobService, text: str, engine_label: str, model_dir: str, speed: float, seed: float,
-              cfg: float, steps: float, turn_gap: float, consent: bool, planner: str, table, *rows):
-    """Queue the job; ``rows`` are (speaker, voice id, emotion hint, reference clip) per speaker row."""
-    voices, hints = {}, {}
+def start_job(service: JobService, request: gr.Request, text: str, engine_label: str, model_dir: str, speed: float,
+              seed: float, cfg: float, steps: float, turn_gap: float, consent: bool, planner: str, content: str,
+              notice: str, table, *rows):
+    """Queue the job; ``rows`` are (speaker, voice id, emotion hint, reference clip) per speaker row.
+
+    ``request`` is filled in by Gradio (it is not a page input): the client's address for the audit log.
+    """
+    voices, hints, actor = {}, {}, page_actor(request)
     for speaker, voice, hint, clip in zip(rows[0::4], rows[1::4], rows[2::4], rows[3::4]):
         if speaker:
-            voices[speaker] = clone_template(speaker, clip, consent) or voice
+            voices[speaker] = clone_template(speaker, clip, consent, actor) or voice
             hints[speaker] = (hint or "").strip()
     voices = {s: v for s, v in voices.items() if v}
     try:
         settings = RenderSettings(speed=speed, seed=int(seed or 0), turn_gap=turn_gap, cfg_scale=cfg,
                                   diffusion_steps=int(steps), engine=ENGINES.get(engine_label, "voices"),
-                                  model_dir=model_dir.strip() or None)
+                                  model_dir=model_dir.strip() or None, content_filter=FILTER_MODES[content],
+                                  disclosure=NOTICES[notice])
         plan = table_plan(table, parse_script(text)) if table is not None else None
         info = service.submit(JobRequest(script=text, voices=voices, settings=settings, plan=plan, planner=planner,
-                                         speaker_hints={s: x for s, x in hints.items() if x}))
+                                         speaker_hints={s: x for s, x in hints.items() if x}), actor=actor)
     except (ScriptError, VoiceError, ValueError) as error:
         raise gr.Error(html.escape(str(error)).replace("\n", "<br>"), title="Cannot start") from None
     return info.id, status_html(info)

@@ -15,7 +15,7 @@ import gradio as gr
 from ui import handlers as h
 from vibevoice.delivery import default_planner
 from vibevoice.jobs import JobService
-from vibevoice.voices import load_templates
+from vibevoice.voices import CONSENT_STATEMENT, load_templates
 
 PLAYER_JS = """
 () => {
@@ -83,8 +83,8 @@ def build_page(service: JobService) -> gr.Blocks:
                                             type="filepath", scale=4, min_width=120, elem_id=f"vv-clip-{n}",
                                             visible=False)
                     rows.append((row, name, voice, hint, clip, preview))
-                consent = gr.Checkbox(label="I have the consent of every person whose voice I upload for cloning.",
-                                      visible=False)
+                consent = gr.Checkbox(label=f"{CONSENT_STATEMENT} (This applies to every clip I upload here.)",
+                                      visible=False, elem_id="vv-consent")
                 sample = gr.Audio(label="Voice preview", interactive=False)
                 with gr.Accordion("Engine and settings", open=False):
                     engine = gr.Radio(list(h.ENGINES), value=next(iter(h.ENGINES)), label="Engine")
@@ -99,6 +99,15 @@ def build_page(service: JobService) -> gr.Blocks:
                         steps = gr.Slider(1, 50, value=10, step=1, label="Diffusion steps (VibeVoice)")
                     planner = gr.Dropdown(["auto", "rules", "local", "http", "none"], value=default_planner(),
                                           label="Director (delivery planner): auto = local LLM if it loads")
+                with gr.Accordion("Responsible use", open=False):
+                    with gr.Row():
+                        content = gr.Dropdown(list(h.FILTER_MODES), value=h.filter_label(), label="Content filter",
+                                              elem_id="vv-content-filter")
+                        notice = gr.Dropdown(list(h.NOTICES), value=next(iter(h.NOTICES)),
+                                             label="Spoken AI disclosure", elem_id="vv-notice")
+                    gr.Markdown("Every file carries AI-generated-speech tags and an inaudible watermark "
+                                "(`vibevoice detect FILE` finds it). Jobs are recorded in a local audit log "
+                                "that never leaves this machine.")
                 estimate = gr.Markdown(elem_id="vv-estimate")
         with gr.Accordion("Delivery plan (the director)", open=False):
             plan_note = gr.Markdown("Plan the delivery to review and edit it; otherwise Generate plans it for you.")
@@ -127,7 +136,7 @@ def build_page(service: JobService) -> gr.Blocks:
 
         speaker_outputs = [c for row in rows for c in (row[0], row[1], row[2])]
         example.change(h.load_example, example, script)
-        checks = dict(fn=h.validate, inputs=[script, engine, model_dir, remembered],
+        checks = dict(fn=h.validate, inputs=[script, engine, model_dir, remembered, content],
                       outputs=[problems, estimate, *speaker_outputs])
         script.change(**checks, trigger_mode="always_last", api_name="validate")
         engine.change(**checks, api_name=False)
@@ -135,11 +144,12 @@ def build_page(service: JobService) -> gr.Blocks:
         engine.change(lambda label: [gr.update(visible=h.ENGINES[label] == "vibevoice")] * len(cloning),
                       engine, cloning, api_name=False)
         model_dir.blur(**checks, api_name=False)
+        content.change(**checks, api_name=False)
         for _, _, voice, _, _, button in rows:
             button.click(h.preview_voice, voice, sample)
         row_inputs = [c for row in rows for c in (row[1], row[2], row[3], row[4])]
-        inputs = [script, engine, model_dir, speed, seed, cfg, steps, turn_gap, consent, planner, plan_table,
-                  *row_inputs]
+        inputs = [script, engine, model_dir, speed, seed, cfg, steps, turn_gap, consent, planner, content, notice,
+                  plan_table, *row_inputs]
         direct.click(h.direct_plan, [script, planner, *row_inputs], [plan_table, plan_note], api_name="direct")
 
         def follow(event):
@@ -148,7 +158,11 @@ def build_page(service: JobService) -> gr.Blocks:
                 .then(partial(h.watch_job, service), job_id, [status, final_audio, files]) \
                 .then(None, job_id, None, js="(id) => window.vvFinal && window.vvFinal(id)")
 
-        follow(generate.click(partial(h.start_job, service), inputs, [job_id, status], api_name="start_job"))
+        def start_job(request: gr.Request, *values):
+            """Gradio passes ``request`` (found by its annotation; a ``partial`` would hide it)."""
+            return h.start_job(service, request, *values)
+
+        follow(generate.click(start_job, inputs, [job_id, status], api_name="start_job"))
         generate.click(h.remember, [remembered, script, *row_inputs], remembered, api_name=False)
         follow(resume.click(partial(h.resume_job, service), chosen, [job_id, status]))
         follow(rerender.click(partial(h.rerender_line, service), [job_id, line_no, rate], [job_id, status]))

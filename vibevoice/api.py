@@ -9,23 +9,28 @@ while rendering, download, resume, cancel. Every error is a 4xx with a readable 
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import soundfile as sf
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from . import __version__
+from .cloning import clone_voice
+from .content_filter import ContentBlocked, Mode as FilterMode, check as check_content
 from .engines import SAMPLE_RATE
+from .provenance import DISCLOSURE
 from .jobs import JobInfo, JobNotFound, JobRequest, JobService
 from .plan.schema import Emotion
 from .render import RenderSettings
 from .script import MAX_SCRIPT_BYTES, ScriptError, parse_script
-from .voices import VoiceError, load_templates
+from .voices import CONSENT_STATEMENT, VoiceError, load_templates
 
 MAX_BODY_BYTES = MAX_SCRIPT_BYTES + 64_000
+MAX_CLIP_BYTES = 30_000_000 + 64_000  # a few minutes of WAV is plenty for a voice reference
 DRAIN_BYTES = 32_000_000
 # OpenAI's voice names, mapped to the closest preset, so clients written for OpenAI sound sensible.
 OPENAI_VOICES = {"onyx": "deep-male", "nova": "bright-female", "shimmer": "light-female", "fable": "warm-female",
@@ -52,6 +57,7 @@ class RerenderRequest(BaseModel):
 
 class CheckRequest(BaseModel):
     script: str = Field(max_length=MAX_SCRIPT_BYTES)
+    content_filter: FilterMode | None = Field(default=None, description="default: the server's mode")
 
 
 def create_api(service: JobService) -> FastAPI:
@@ -62,15 +68,18 @@ def create_api(service: JobService) -> FastAPI:
     @app.middleware("http")
     async def limit_body(request: Request, call_next):
         size = int(request.headers.get("content-length") or 0)
-        if size > MAX_BODY_BYTES:
+        limit = MAX_CLIP_BYTES if request.url.path == "/v1/voices/clone" else MAX_BODY_BYTES
+        if size > limit:
             if size <= DRAIN_BYTES:  # read it away, so the client gets the 413 instead of a reset connection
                 async for _ in request.stream():
                     pass
-            return JSONResponse({"detail": f"request body over {MAX_BODY_BYTES} bytes; scripts are limited to "
-                                           f"{MAX_SCRIPT_BYTES} bytes (about 90 minutes of speech)"}, status_code=413)
+            what = "reference clips are limited to" if limit == MAX_CLIP_BYTES else "scripts are limited to"
+            return JSONResponse({"detail": f"request body over {limit} bytes; {what} {limit - 64_000} bytes"},
+                                status_code=413)
         return await call_next(request)
 
     app.exception_handler(ScriptError)(_script_error)
+    app.exception_handler(ContentBlocked)(_content_blocked)
     app.exception_handler(VoiceError)(_bad_request)
     app.exception_handler(ValueError)(_bad_request)
     app.exception_handler(JobNotFound)(_not_found)
@@ -87,24 +96,28 @@ def _router() -> APIRouter:
 
     @r.post("/audio/speech", tags=["speech"], response_class=Response,
             responses={200: {"content": {m: {} for m in ("audio/mpeg", "audio/wav", "audio/flac", "audio/ogg")}}})
-    def speech(body: SpeechRequest, jobs: JobService = Depends(_jobs)):
+    def speech(body: SpeechRequest, request: Request, jobs: JobService = Depends(_jobs)):
         """OpenAI-compatible text to speech. MP3 and PCM stream while rendering; others come whole."""
         voice = OPENAI_VOICES.get(body.voice, body.voice)
         script = body.input if _has_tags(body.input) else f"[Narrator] {body.input}"
         voices = body.voices or ({} if _has_tags(body.input) else {"Narrator": voice})
-        info = jobs.submit(JobRequest(script=script, voices=voices, settings=RenderSettings(speed=body.speed)))
+        info = jobs.submit(JobRequest(script=script, voices=voices, settings=RenderSettings(speed=body.speed)),
+                           actor=_actor(request))
         if body.response_format == "mp3":
             return StreamingResponse(jobs.stream_mp3(info.id), media_type=MEDIA["mp3"])
         info = jobs.wait(info.id)
         if info.status != "done":
             raise HTTPException(500, f"rendering failed: {info.message}")
+        if body.response_format in ("wav", "flac"):  # the exported files, with their provenance tags
+            return Response(jobs.output_path(info.id, body.response_format).read_bytes(),
+                            media_type=MEDIA[body.response_format])
         audio, _ = sf.read(jobs.output_path(info.id, "wav"), dtype="int16")
         return Response(_encode(audio, body.response_format), media_type=MEDIA[body.response_format])
 
     @r.post("/jobs", status_code=201, response_model=JobInfo, tags=["jobs"])
-    def create_job(body: JobRequest, jobs: JobService = Depends(_jobs)):
+    def create_job(body: JobRequest, request: Request, jobs: JobService = Depends(_jobs)):
         """Queue a script for rendering; returns at once with the job's id and progress."""
-        return jobs.submit(body)
+        return jobs.submit(body, actor=_actor(request))
 
     @r.get("/jobs", response_model=list[JobInfo], tags=["jobs"])
     def list_jobs(jobs: JobService = Depends(_jobs)):
@@ -115,10 +128,10 @@ def _router() -> APIRouter:
         return jobs.info(job_id)
 
     @r.put("/jobs/{job_id}", response_model=JobInfo, tags=["jobs"])
-    def update_job(job_id: str, body: JobRequest, jobs: JobService = Depends(_jobs)):
+    def update_job(job_id: str, body: JobRequest, request: Request, jobs: JobService = Depends(_jobs)):
         """Replace the script/voices/settings; only lines whose audio would change are re-rendered."""
         jobs.info(job_id)
-        return jobs.submit(body, job_id=job_id)
+        return jobs.submit(body, job_id=job_id, actor=_actor(request))
 
     @r.post("/jobs/{job_id}/resume", response_model=JobInfo, tags=["jobs"])
     def resume_job(job_id: str, jobs: JobService = Depends(_jobs)):
@@ -134,8 +147,8 @@ def _router() -> APIRouter:
         return jobs.cancel(job_id)
 
     @r.delete("/jobs/{job_id}", status_code=204, tags=["jobs"])
-    def delete_job(job_id: str, jobs: JobService = Depends(_jobs)):
-        jobs.delete(job_id)
+    def delete_job(job_id: str, request: Request, jobs: JobService = Depends(_jobs)):
+        jobs.delete(job_id, actor=_actor(request))
 
     @r.get("/jobs/{job_id}/stream", tags=["jobs"], response_class=StreamingResponse,
            responses={200: {"content": {"audio/mpeg": {}}}})
@@ -155,12 +168,21 @@ def _router() -> APIRouter:
     def voices():
         return [t.model_dump() for t in load_templates().values()]
 
+    @r.post("/voices/clone", status_code=201, tags=["voices"])
+    async def clone(request: Request, clip: UploadFile, name: str = Form(min_length=1, max_length=40),
+                    consent: bool = Form(False, description=f"required: {CONSENT_STATEMENT}")):
+        """Save a reference recording as a cloning voice; refused (422) unless ``consent`` is true."""
+        data = await clip.read()
+        template = clone_voice(name, data, Path(clip.filename or "").suffix, consent, _actor(request))
+        return template.model_dump()
+
     @r.post("/scripts/check", tags=["scripts"])
     def check(body: CheckRequest):
         """Parse a script: speakers, lines and estimated duration, or 422 with every problem."""
         script = parse_script(body.script)
         return {"speakers": script.speakers, "lines": len(script.lines),
-                "estimated_seconds": round(script.estimated_seconds(), 1)}
+                "estimated_seconds": round(script.estimated_seconds(), 1),
+                "content": [f.model_dump() for f in check_content(script, body.content_filter)]}
 
     @r.get("/health", tags=["meta"])
     def health():
@@ -169,22 +191,31 @@ def _router() -> APIRouter:
     return r
 
 
+def _actor(request: Request) -> str:
+    """Who asked, for the local audit log: the client's address (the API has no accounts)."""
+    return f"api:{request.client.host if request.client else 'unknown'}"
+
+
 def _has_tags(text: str) -> bool:
     return parse_script(text).speakers != ["Narrator"]
 
 
 def _encode(audio: np.ndarray, fmt: str) -> bytes:
-    if fmt == "pcm":  # OpenAI's raw PCM: 24 kHz, 16-bit signed, little-endian, mono
+    if fmt == "pcm":  # OpenAI's raw PCM: 24 kHz, 16-bit signed, little-endian, mono (no room for tags)
         return audio.astype("<i2").tobytes()
     buffer = io.BytesIO()
-    kinds = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16"), "opus": ("OGG", "OPUS")}
-    container, subtype = kinds[fmt]
-    sf.write(buffer, audio, SAMPLE_RATE, format=container, subtype=subtype)
+    with sf.SoundFile(buffer, "w", SAMPLE_RATE, 1, "OPUS", format="OGG") as out:
+        out.comment = DISCLOSURE  # Ogg carries Vorbis comments too
+        out.write(audio)
     return buffer.getvalue()
 
 
 async def _script_error(request: Request, error: ScriptError) -> JSONResponse:
     return JSONResponse({"detail": str(error), "problems": [p.model_dump() for p in error.problems]}, 422)
+
+
+async def _content_blocked(request: Request, error: ContentBlocked) -> JSONResponse:
+    return JSONResponse({"detail": str(error), "findings": [f.model_dump() for f in error.findings]}, 422)
 
 
 async def _bad_request(request: Request, error: Exception) -> JSONResponse:

@@ -14,16 +14,19 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import delivery, paths
+from . import audit, delivery, paths
+from .cloning import clone_voice
 from .engines import get_engine
+from .content_filter import Mode as FilterMode, check as check_content, enforce
 from .export import export_job
 from .plan.cli import plan_command
 from .render import Job, RenderError, RenderSettings, clock
 from .script import ScriptError, parse_script
-from .voices import VoiceError, assign_voices, load_templates, parse_assignment
+from .voices import CONSENT_STATEMENT, VoiceError, assign_voices, load_templates, parse_assignment
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
 out = Console()
@@ -52,6 +55,8 @@ def render(
     max_minutes: Annotated[float, typer.Option(min=0.1, max=90.0, help="stop after this much audio")] = 90.0,
     planner: Annotated[Optional[str], typer.Option(help="director: auto, rules, local, http or none "
                                                    "(default: $VIBEVOICE_PLANNER or auto)")] = None,
+    content_filter: Annotated[FilterMode, typer.Option(envvar="VIBEVOICE_CONTENT_FILTER", help=(
+        "block: stop on severe lines, flag the rest; flag: report only; off"))] = "block",
 ) -> None:
     """Render SCRIPT to audio with subtitles (WAV, MP3, SRT, VTT), resumably."""
     text = _read_script(script)
@@ -73,12 +78,15 @@ def render(
         if engine not in ("voices", "vibevoice"):
             raise ValueError(f"unknown engine {engine!r}: use 'voices' (Kokoro/Piper per voice) or 'vibevoice'")
         settings = RenderSettings(speed=speed, engine=engine, model_dir=str(model_dir) if model_dir else None,
-                                  seed=seed, cfg_scale=cfg, diffusion_steps=steps, max_minutes=max_minutes)
+                                  seed=seed, cfg_scale=cfg, diffusion_steps=steps, max_minutes=max_minutes,
+                                  content_filter=content_filter)
+        enforce(parsed, content_filter)  # before the director reads the script
         plan = _direct(parsed, planner or delivery.default_planner())
         job = Job.create(job_dir, text, voices, settings, plan)
     except (VoiceError, ValueError) as error:
         _fail(str(error))
     _print_assignment(job)
+    _print_flags(job.manifest.content_flags)
     for note in job.manifest.notes[:5]:
         out.print(f"note: {note}", highlight=False)
     if len(job.manifest.notes) > 5:
@@ -115,6 +123,16 @@ def check(script: ScriptArg) -> None:
     rtf = max(get_engine(v.engine).capabilities.typical_rtf for v in voices.values())
     out.print(f"{len(parsed.lines)} lines, about {clock(seconds)} of audio; "
               f"rendering takes about {clock(seconds * rtf)} on a 2-core CPU.")
+    findings = check_content(parsed)
+    _print_flags(findings)
+    if any(f.action == "block" for f in findings):
+        raise typer.Exit(2)
+
+
+def _print_flags(findings) -> None:
+    """Content-filter findings, one per line, as warnings (blocked ones never get this far in render)."""
+    for finding in findings:
+        err.print("[yellow]content filter:[/yellow]", escape(str(finding)), highlight=False)
 
 
 @app.command("voices")
@@ -124,6 +142,42 @@ def list_voices() -> None:
     for t in load_templates().values():
         table.add_row(t.id, t.name, t.engine, ",".join(t.languages), t.description)
     out.print(table)
+
+
+@app.command("clone")
+def clone(
+    name: Annotated[str, typer.Argument(help="the speaker's name (becomes part of the voice id)")],
+    clip: Annotated[Path, typer.Argument(help="reference recording: WAV, FLAC, MP3 or OGG, 3 s or more of speech")],
+    consent: Annotated[bool, typer.Option("--consent", help=f"required: {CONSENT_STATEMENT}")] = False,
+) -> None:
+    """Save CLIP as a cloning voice for the VibeVoice engine (needs --consent)."""
+    try:
+        template = clone_voice(name, clip.read_bytes(), clip.suffix, consent, audit.local_actor())
+    except OSError as error:
+        _fail(f"cannot read {clip}: {error.strerror}")
+    except ValueError as error:
+        _fail(str(error))
+    out.print(f"Saved voice [bold]{template.id}[/bold] (consent recorded {template.spec.consent.confirmed_at}); "
+              f"use it with --engine vibevoice --voice '{name}={template.id}'")
+
+
+@app.command("audit")
+def audit_log(
+    limit: Annotated[int, typer.Option(min=1, help="show the newest N events")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
+) -> None:
+    """Show the local audit log (jobs created, blocked, exported, deleted; voices cloned)."""
+    events = audit.read(limit)
+    if as_json:
+        for event in events:
+            out.print_json(data=event)
+        return
+    table = Table("time", "event", "actor", "job", "details")
+    for e in events:
+        details = ", ".join(f"{k}={e[k]}" for k in ("voice", "lines", "content_filter", "flagged", "seconds") if k in e)
+        table.add_row(e["time"][:19], e["event"], e.get("actor", ""), e.get("job_id") or "", details)
+    out.print(table)
+    out.print(f"{audit.path()} — kept on this machine only", highlight=False)
 
 
 def _read_script(path: Path) -> bytes:
@@ -182,7 +236,7 @@ def _default_job_dir(script: Path) -> Path:
 
 
 def _fail(message: str) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    err.print("[red]error:[/red]", escape(message), highlight=False)
     raise typer.Exit(2)
 
 

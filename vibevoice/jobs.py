@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 
-from . import delivery, paths
+from . import audit, delivery, paths, provenance
 from .engines import SAMPLE_RATE
-from .export import export_job, fade, layout, mp3_encoder, pcm16
+from .export import export_job, fade, job_provenance, layout, mp3_encoder, pcm16, spoken_notice
 from .plan.schema import LinePlan, Plan
 from .plan.validate import load_plan
 from .render import Job, Progress, RenderError, RenderSettings
@@ -79,7 +79,7 @@ class JobService:
 
     # -- the public API ------------------------------------------------------------------------------
 
-    def submit(self, request: JobRequest, job_id: str | None = None) -> JobInfo:
+    def submit(self, request: JobRequest, job_id: str | None = None, actor: str | None = None) -> JobInfo:
         """Validate and queue a job (or update job ``job_id``, re-rendering only what changed).
 
         Raises ``ScriptError`` / ``VoiceError`` / ``ValueError`` for bad input before anything is queued.
@@ -89,7 +89,7 @@ class JobService:
         job_id = job_id or uuid.uuid4().hex[:12]
         directory = self._dir(job_id, must_exist=False)
         plan = load_plan(request.plan.model_dump(), script) if request.plan else None
-        job = Job.create(directory, request.script, voices, request.settings, plan)
+        job = Job.create(directory, request.script, voices, request.settings, plan, actor=actor, job_id=job_id)
         if request.title:
             job.manifest.title = request.title
         job.manifest.planner = None if plan else (request.planner or delivery.default_planner())
@@ -162,9 +162,10 @@ class JobService:
             job.save()
         return self.info(job_id)
 
-    def delete(self, job_id: str) -> None:
+    def delete(self, job_id: str, actor: str | None = None) -> None:
         self.cancel(job_id)
         shutil.rmtree(self._dir(job_id))
+        audit.record("job.deleted", actor=actor, job_id=job_id)
 
     def output_path(self, job_id: str, kind: str) -> Path:
         outputs = Job.open(self._dir(job_id)).manifest.outputs
@@ -187,6 +188,13 @@ class JobService:
         the final gain needs the whole programme.
         """
         encoder, sent = mp3_encoder(), 0
+        job = Job.open(self._dir(job_id))
+        yield provenance.tag_mp3(b"", job_provenance(job), job.manifest.title or _first_words(job))
+        notice = spoken_notice(job)
+        if notice and notice.where == "start":
+            sent = notice.start + notice.audio.size
+            audio = np.concatenate([np.zeros(notice.start, np.float32), fade(notice.audio) * PREVIEW_GAIN])
+            yield bytes(encoder.encode(pcm16(audio).tobytes()))
         for chunk_audio, start in self._chunks_in_order(job_id, poll):
             silence = np.zeros(max(0, start - sent), np.float32)
             audio = np.concatenate([silence, fade(chunk_audio) * PREVIEW_GAIN])

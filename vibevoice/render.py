@@ -32,7 +32,10 @@ import numpy as np
 import soundfile as sf
 from pydantic import BaseModel, Field
 
-from . import __version__, delivery
+from . import __version__, audit, delivery
+from .cloning import require_consent
+from .disclosure import Placement
+from .content_filter import ContentBlocked, Finding, Mode as FilterMode, default_mode as default_filter_mode, enforce
 from .atomic import is_disk_full, write_bytes_atomic
 from .engines import SAMPLE_RATE, Segment, get_engine
 from .engines.base import split_text
@@ -56,6 +59,10 @@ class RenderSettings(BaseModel):
     cfg_scale: float = Field(default=1.3, ge=1.0, le=5.0, description="classifier-free guidance scale")
     diffusion_steps: int = Field(default=10, ge=1, le=100)
     max_minutes: float = Field(default=90.0, gt=0, le=90.0, description="stop generating after this much audio")
+    disclosure: Placement = Field(default="auto", description="spoken AI notice: auto = at the start when a "
+                                  "voice is cloned; start, end or off")
+    content_filter: FilterMode = Field(default_factory=default_filter_mode,
+                                       description="block severe lines and flag the rest, flag only, or off")
 
 
 class ChunkRecord(BaseModel):
@@ -82,6 +89,7 @@ class Manifest(BaseModel):
     format: int = 1
     job_id: str
     tool: str = f"vibevoice-webui {__version__}"
+    requested_by: str | None = Field(default=None, description="who created the job (for the local audit log)")
     created: str
     updated: str
     # rendered = every chunk on disk; done = exported too (``export.export_job`` sets it).
@@ -95,6 +103,7 @@ class Manifest(BaseModel):
     planner: str | None = Field(default=None, description="director to run before rendering (None: plan is final)")
     speaker_hints: dict[str, str] = Field(default_factory=dict)
     notes: list[str] = Field(default_factory=list, description="plan requests the engines cannot honour")
+    content_flags: list[Finding] = Field(default_factory=list, description="lines the content filter flagged")
     chunks: list[ChunkRecord]
     outputs: dict[str, str] = Field(default_factory=dict)
 
@@ -133,14 +142,31 @@ class Job:
 
     @classmethod
     def create(cls, directory: Path, script_text: str, voices: dict[str, VoiceTemplate],
-               settings: RenderSettings | None = None, plan: Plan | None = None) -> "Job":
-        """Start a job, or update the one already in ``directory`` keeping every finished chunk."""
+               settings: RenderSettings | None = None, plan: Plan | None = None, actor: str | None = None,
+               job_id: str | None = None) -> "Job":
+        """Start a job, or update the one already in ``directory`` keeping every finished chunk.
+
+        Before anything is written: every voice must suit its engine, cloned voices must carry a
+        consent record, and the content filter must not block the script. ``actor`` (who asked, for
+        the audit log) defaults to whoever created the job, else the local user. ``job_id`` names a new
+        job (default: random); an existing job keeps its id.
+        """
         directory = Path(directory)
         settings = settings or RenderSettings()
         script = parse_script(script_text)
+        require_consent(voices)
         check_voices(script, voices, settings)
-        now = _now()
         old = cls.open(directory).manifest if (directory / MANIFEST).exists() else None
+        actor = actor or (old.requested_by if old else None) or audit.local_actor()
+        trail = dict(actor=actor, job_id=old.job_id if old else None, script_sha256=audit.script_hash(script_text),
+                     lines=len(script.lines), voices=audit.voice_summary(voices), engine=settings.engine,
+                     content_filter=settings.content_filter)
+        try:
+            flags = enforce(script, settings.content_filter)
+        except ContentBlocked as blocked:
+            audit.record("job.blocked", **trail, findings=[str(f) for f in blocked.findings if f.action == "block"])
+            raise
+        now = _now()
         chunks = plan_chunks(script, voices, settings, plan)
         done = {c.key: c for c in old.chunks if c.status == "done"} if old else {}
         for chunk in chunks:
@@ -148,14 +174,17 @@ class Job:
                 chunk.status, chunk.samples = "done", done[chunk.key].samples
                 chunk.render_seconds = done[chunk.key].render_seconds
         manifest = Manifest(
-            job_id=old.job_id if old else uuid.uuid4().hex[:12], created=old.created if old else now, updated=now,
+            job_id=old.job_id if old else job_id or uuid.uuid4().hex[:12], requested_by=actor, created=old.created if old else now, updated=now,
             status=old.status if old else "pending",  # a queued job stays queued while it is re-planned
             script=script_text, voices=voices, settings=settings, chunks=chunks, plan=plan,
             notes=delivery.unsupported(plan, voices, {line.index: line.speaker for line in script.lines},
-                                       {v.engine: get_engine(v.engine).capabilities for v in voices.values()}),
+                                       engine_capabilities(voices, settings)),
+            content_flags=flags,
         )
         job = cls(directory, manifest)
         job.save()
+        audit.record("job.updated" if old else "job.created", **{**trail, "job_id": manifest.job_id},
+                     flagged=len(flags))
         return job
 
     @classmethod
@@ -313,6 +342,14 @@ def check_voices(script: Script, voices: dict[str, VoiceTemplate], settings: Ren
             raise ValueError(f"speaker {speaker!r}: {err}") from err
 
 
+def engine_capabilities(voices: dict[str, VoiceTemplate], settings: RenderSettings) -> dict:
+    """Voice engine → what it honours; under a whole-script engine every voice is spoken by that engine."""
+    if settings.engine != "voices":
+        capabilities = get_engine(settings.engine, model_dir=settings.model_dir).capabilities
+        return {v.engine: capabilities for v in voices.values()}
+    return {v.engine: get_engine(v.engine).capabilities for v in voices.values()}
+
+
 def plan_chunks(script: Script, voices: dict[str, VoiceTemplate], settings: RenderSettings,
                 plan: Plan | None = None) -> list[ChunkRecord]:
     """Cut every line into pieces its engine can speak in one call; key each by what shapes its audio."""
@@ -353,11 +390,16 @@ def chunk_key(engine_version: str, voice: VoiceTemplate, text: str, language: st
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def wav_bytes(audio: np.ndarray, subtype: str = "PCM_16") -> bytes:
+def wav_bytes(audio: np.ndarray, subtype: str = "PCM_16", strings: dict[str, str] | None = None,
+              container: str = "WAV") -> bytes:
     """Encode in memory first: libsndfile swallows write errors raised inside its I/O callbacks, so
-    writing through it directly would hide a full disk; a plain ``write`` of bytes raises it."""
+    writing through it directly would hide a full disk; a plain ``write`` of bytes raises it.
+    ``strings`` (title, comment, software, date, artist) become the file's INFO chunk or comments."""
     buffer = io.BytesIO()
-    sf.write(buffer, audio, SAMPLE_RATE, format="WAV", subtype=subtype)
+    with sf.SoundFile(buffer, "w", SAMPLE_RATE, 1, subtype, format=container) as out:
+        for key, value in (strings or {}).items():
+            setattr(out, key, value)
+        out.write(audio)
     return buffer.getvalue()
 
 

@@ -47,12 +47,33 @@ class PiperSpec(BaseModel):
     voice: str
 
 
+CONSENT_STATEMENT = ("I confirm that the person whose voice is in this recording has agreed to having their voice "
+                     "cloned for this use.")
+
+
+class Consent(BaseModel):
+    """The uploader's confirmation that the recorded person agreed, kept with the template and every job."""
+
+    statement: str = CONSENT_STATEMENT
+    confirmed_at: str = Field(description="UTC time of the confirmation")
+    confirmed_by: str = Field(default="", description="who confirmed (user name or client address)")
+    clip_sha256: str = Field(default="", description="the recording the confirmation covers")
+
+
 class CloneSpec(BaseModel):
-    """A reference clip for cloning engines (VibeVoice); consent is recorded with the template."""
+    """A reference clip for cloning engines (VibeVoice); it is unusable without a recorded consent."""
 
     kind: Literal["clone"] = "clone"
     clip: str
-    consent: bool = False
+    consent: Consent | None = None
+
+    @field_validator("consent", mode="before")
+    @classmethod
+    def _older_flag(cls, value):
+        """Templates saved before consent was a record carried ``consent: true`` only."""
+        if value is True:
+            return {"confirmed_at": "unknown (recorded as a yes/no flag)"}
+        return None if value is False else value
 
 
 Spec = Annotated[Union[KokoroSpec, PiperSpec, CloneSpec], Field(discriminator="kind")]

@@ -1,0 +1,55 @@
+"""Turning an uploaded recording into a cloning voice, which requires the recorded person's consent.
+
+The page, the CLI (``vibevoice voices clone``) and the API (``POST /v1/voices/clone``) all come here, so
+the rule holds everywhere: no confirmation, no template. The confirmation (statement, time, who, and
+the hash of the exact recording it covers) is stored in the template, copied into every job manifest
+that uses the voice, and written to the local audit log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+
+from . import audit, paths
+from .atomic import write_bytes_atomic
+from .voices import CONSENT_STATEMENT, CloneSpec, Consent, VoiceTemplate, save_template, slug
+
+
+class ConsentRequired(ValueError):
+    pass
+
+
+def clone_voice(name: str, clip: bytes, suffix: str, consent: bool, actor: str,
+                languages: tuple[str, ...] = ("en", "zh")) -> VoiceTemplate:
+    """Check the recording, keep a copy, and save a cloning template carrying the consent record.
+
+    ``suffix`` is the upload's file extension (the decoder needs it for some formats).
+    """
+    if not consent:
+        raise ConsentRequired(f"cloning {name!r} needs the speaker's consent: confirm that “{CONSENT_STATEMENT}”")
+    from .engines.vibevoice.processing import load_clip  # torch-free, but only cloning needs it
+
+    checked = load_clip(clip, name=f"{name}'s reference clip")  # raises ClipError with the reason
+    digest = hashlib.sha256(clip).hexdigest()
+    kept = paths.user_voices_dir() / "clips" / f"{digest[:12]}{suffix.lower() or '.wav'}"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(kept, clip)
+    record = Consent(confirmed_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                     confirmed_by=actor, clip_sha256=digest)
+    template = VoiceTemplate(id=f"clone-{slug(name)[:20]}-{digest[:8]}", name=f"{name} (cloned, {checked.seconds:.0f} s)",
+                             engine="vibevoice", languages=list(languages),
+                             spec=CloneSpec(clip=str(kept), consent=record))
+    save_template(template)
+    audit.record("voice.cloned", actor=actor, voice=template.id, clip_sha256=digest, consent=record.model_dump())
+    return template
+
+
+def require_consent(voices: dict[str, VoiceTemplate]) -> None:
+    """Refuse a job whose cloned voices carry no consent record (e.g. a hand-written template)."""
+    for speaker, voice in voices.items():
+        if voice.spec.kind == "clone" and voice.spec.consent is None:
+            raise ConsentRequired(f"speaker {speaker!r} uses the cloned voice {voice.id!r}, which has no recorded "
+                                  "consent; clone it again through the page, `vibevoice voices clone` or the API "
+                                  "and confirm the speaker's consent")
+
