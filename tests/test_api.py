@@ -123,7 +123,7 @@ def test_gradio_client_checks_and_renders(server):
     assert "line 2" in problems
     empty_row = ["", None, "", None]
     job_id, _ = client.predict("[A] Hello from Gradio.\n", "Embedded (Kokoro, offline)", "", 1.0, 0, 1.3, 10, 0.45,
-                               False, "rules", "Flag only", "At the end", {"headers": [], "data": []},
+                               False, "rules", "Flag only", "At the end", False, {"headers": [], "data": []},
                                "A", "bright-female", "calm", None, *empty_row * 3,
                                api_name="/start_job")
     info = _wait_done(server, job_id)

@@ -190,7 +190,7 @@ def _number(value):
 
 def start_job(service: JobService, request: gr.Request, text: str, engine_label: str, model_dir: str, speed: float,
               seed: float, cfg: float, steps: float, turn_gap: float, consent: bool, planner: str, content: str,
-              notice: str, table, *rows):
+              notice: str, qa: bool, table, *rows):
     """Queue the job; ``rows`` are (speaker, voice id, emotion hint, reference clip) per speaker row.
 
     ``request`` is filled in by Gradio (it is not a page input): the client's address for the audit log.
@@ -205,7 +205,7 @@ def start_job(service: JobService, request: gr.Request, text: str, engine_label:
         settings = RenderSettings(speed=speed, seed=int(seed or 0), turn_gap=turn_gap, cfg_scale=cfg,
                                   diffusion_steps=int(steps), engine=ENGINES.get(engine_label, "voices"),
                                   model_dir=model_dir.strip() or None, content_filter=FILTER_MODES[content],
-                                  disclosure=NOTICES[notice])
+                                  disclosure=NOTICES[notice], qa=bool(qa))
         plan = table_plan(table, parse_script(text)) if table is not None else None
         info = service.submit(JobRequest(script=text, voices=voices, settings=settings, plan=plan, planner=planner,
                                          speaker_hints={s: x for s, x in hints.items() if x}), actor=actor)
@@ -259,6 +259,7 @@ def status_html(info: JobInfo) -> str:
     eta = f" · ETA {clock(info.eta_seconds)}" if info.eta_seconds is not None else ""
     line = f" · line {info.current_line + 1}" if info.current_line is not None else ""
     message = f"<div class='vv-message'>{html.escape(info.message)}</div>" if info.message else ""
+    message += "".join(f"<div class='vv-note'>{html.escape(note)}</div>" for note in info.notes)
     return (f"<div id='vv-progress' data-status='{info.status}' data-job='{info.id}'>"
             f"<progress max='100' value='{percent:.0f}' style='width:100%'></progress>"
             f"<div>{info.status} · {info.done}/{info.total} chunks · {info.audio_seconds:.1f} s of audio{eta}{line}"

@@ -99,6 +99,8 @@ def build_page(service: JobService) -> gr.Blocks:
                         steps = gr.Slider(1, 50, value=10, step=1, label="Diffusion steps (VibeVoice)")
                     planner = gr.Dropdown(["auto", "rules", "local", "http", "none"], value=default_planner(),
                                           label="Director (delivery planner): auto = local LLM if it loads")
+                    qa = gr.Checkbox(label="Automatic QA: listen to every take and re-render wrong words or the "
+                                           "wrong voice (slower)", value=False, elem_id="vv-qa")
                 with gr.Accordion("Responsible use", open=False):
                     with gr.Row():
                         content = gr.Dropdown(list(h.FILTER_MODES), value=h.filter_label(), label="Content filter",
@@ -149,7 +151,7 @@ def build_page(service: JobService) -> gr.Blocks:
             button.click(h.preview_voice, voice, sample)
         row_inputs = [c for row in rows for c in (row[1], row[2], row[3], row[4])]
         inputs = [script, engine, model_dir, speed, seed, cfg, steps, turn_gap, consent, planner, content, notice,
-                  plan_table, *row_inputs]
+                  qa, plan_table, *row_inputs]
         direct.click(h.direct_plan, [script, planner, *row_inputs], [plan_table, plan_note], api_name="direct")
 
         def follow(event):

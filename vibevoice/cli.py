@@ -18,12 +18,13 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import audit, delivery, paths
+from . import audit, delivery, paths, retake
 from .cloning import clone_voice
 from .engines import get_engine
 from .content_filter import Mode as FilterMode, check as check_content, enforce
 from .export import export_job
 from .plan.cli import plan_command
+from .qa.cli import qa_command
 from .render import Job, RenderError, RenderSettings, clock
 from .script import ScriptError, parse_script
 from .voices import CONSENT_STATEMENT, VoiceError, assign_voices, load_templates, parse_assignment
@@ -55,6 +56,11 @@ def render(
     max_minutes: Annotated[float, typer.Option(min=0.1, max=90.0, help="stop after this much audio")] = 90.0,
     planner: Annotated[Optional[str], typer.Option(help="director: auto, rules, local, http or none "
                                                    "(default: $VIBEVOICE_PLANNER or auto)")] = None,
+    qa: Annotated[bool, typer.Option("--qa", help="hear every take (Whisper, speaker encoder; needs the qa extra) "
+                                     "and re-render the ones with wrong words or the wrong voice")] = False,
+    retakes: Annotated[int, typer.Option(min=0, max=5, help="with --qa: re-renders allowed per failing chunk")] = 2,
+    content_review: Annotated[bool, typer.Option("--content-review", help=(
+        "also have the director's LLM endpoint ($VIBEVOICE_PLANNER_URL) review the script"))] = False,
     content_filter: Annotated[FilterMode, typer.Option(envvar="VIBEVOICE_CONTENT_FILTER", help=(
         "block: stop on severe lines, flag the rest; flag: report only; off"))] = "block",
 ) -> None:
@@ -79,7 +85,8 @@ def render(
             raise ValueError(f"unknown engine {engine!r}: use 'voices' (Kokoro/Piper per voice) or 'vibevoice'")
         settings = RenderSettings(speed=speed, engine=engine, model_dir=str(model_dir) if model_dir else None,
                                   seed=seed, cfg_scale=cfg, diffusion_steps=steps, max_minutes=max_minutes,
-                                  content_filter=content_filter)
+                                  content_filter=content_filter, content_review=content_review,
+                                  qa=qa, qa_retakes=retakes)
         enforce(parsed, content_filter)  # before the director reads the script
         plan = _direct(parsed, planner or delivery.default_planner())
         job = Job.create(job_dir, text, voices, settings, plan)
@@ -107,6 +114,13 @@ def render(
         raise typer.Exit(1)
     for kind, path in outputs.items():
         out.print(f"{kind:>4}: {path}", highlight=False)
+    if qa:
+        retaken = retake.summary(job.manifest.chunks)
+        failing = sum(not t.passed for c in job.manifest.chunks for t in c.takes if t.kept)
+        out.print(f"QA: {len(retaken)} chunk(s) re-rendered, {failing} still failing "
+                  f"(details: vibevoice qa {job_dir})", highlight=False)
+        for line in retaken:
+            out.print(f"  {escape(line)}", highlight=False)
 
 
 @app.command()
@@ -241,6 +255,7 @@ def _fail(message: str) -> None:
 
 
 app.command("plan")(plan_command)
+app.command("qa")(qa_command)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, add_help_option=False)

@@ -29,6 +29,7 @@ TRUE_PEAK_DBTP = -1.0
 FADE_SECONDS = 0.005
 LEAD_IN, TAIL = 0.3, 0.6  # seconds of room tone before the first and after the last line
 SPLIT_GAP = 0.2  # between the pieces of one long line
+CUE_AIR = 0.05  # seconds kept around the first and last recognised word of a cue
 
 
 @dataclass
@@ -121,16 +122,27 @@ def assemble(job: Job, stems: bool = False) -> Programme:
         audio = fade(job.chunk_audio(chunk))
         mix[start:start + audio.size] += audio
         # A whole-script engine reports where each line lies inside its one chunk; else a chunk is a line.
-        for line_index, begin, end in chunk.spans or [(chunk.line_index, 0, audio.size)]:
+        if stems:
+            for line_index, begin, end in chunk.spans or [(chunk.line_index, 0, audio.size)]:
+                tracks[job.script.lines[line_index].speaker][start + begin:start + end] += audio[begin:end]
+        for line_index, begin, end in chunk.spans or [(chunk.line_index, *speech_bounds(chunk, audio.size))]:
             line = job.script.lines[line_index]
-            if stems:
-                tracks[line.speaker][start + begin:start + end] += audio[begin:end]
             cue = cues.setdefault(line.index, Cue(line.index, line.speaker, line.text, (start + begin) / SAMPLE_RATE, 0))
             cue.end = (start + end) / SAMPLE_RATE
     gain = normalise(mix)
     for track in tracks.values():
         track *= gain
     return Programme(mix * gain, sorted(cues.values(), key=lambda c: c.start), tracks)
+
+
+def speech_bounds(chunk: ChunkRecord, size: int) -> tuple[int, int]:
+    """Where speech starts and ends inside a chunk: the recogniser's first and last word when QA heard
+    the take (with a little air around them), else the whole chunk."""
+    if not chunk.words:
+        return 0, size
+    start = max(0, _samples(chunk.words[0].start - CUE_AIR))
+    end = min(size, _samples(chunk.words[-1].end + CUE_AIR))
+    return (start, end) if start < end else (0, size)
 
 
 def loudness_gain(audio: np.ndarray, target: float = TARGET_LUFS) -> float:

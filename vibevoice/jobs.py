@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 
-from . import audit, delivery, paths, provenance
+from . import audit, delivery, paths, provenance, retake
 from .engines import SAMPLE_RATE
 from .export import export_job, fade, job_provenance, layout, mp3_encoder, pcm16, spoken_notice
 from .plan.schema import LinePlan, Plan
@@ -57,7 +57,8 @@ class JobInfo(BaseModel):
     current_line: int | None
     speakers: list[str]
     voices: dict[str, str]
-    outputs: list[str] = Field(description="downloadable kinds: wav, mp3, srt, vtt, stem:<speaker>")
+    outputs: list[str] = Field(description="downloadable kinds: wav, mp3, flac, srt, vtt, stem:<speaker>")
+    notes: list[str] = Field(default_factory=list, description="content-filter flags and QA re-renders")
     created: str
 
 
@@ -110,6 +111,7 @@ class JobService:
             eta_seconds=live.eta if live else None, current_line=live.line_index if live else None,
             speakers=job.script.speakers, voices={s: v.id for s, v in m.voices.items()},
             outputs=sorted(m.outputs), created=m.created,
+            notes=[f"content filter: {f}" for f in m.content_flags] + [f"QA: {x}" for x in retake.summary(m.chunks)],
         )
 
     def list(self) -> list[JobInfo]:

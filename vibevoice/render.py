@@ -32,7 +32,7 @@ import numpy as np
 import soundfile as sf
 from pydantic import BaseModel, Field
 
-from . import __version__, audit, delivery
+from . import __version__, audit, delivery, disclosure, retake
 from .cloning import require_consent
 from .disclosure import Placement
 from .content_filter import ContentBlocked, Finding, Mode as FilterMode, default_mode as default_filter_mode, enforce
@@ -40,6 +40,7 @@ from .atomic import is_disk_full, write_bytes_atomic
 from .engines import SAMPLE_RATE, Segment, get_engine
 from .engines.base import split_text
 from .plan.schema import Plan
+from .retake import Take, TimedWord
 from .script import Script, parse_script
 from .voices import VoiceTemplate
 
@@ -59,8 +60,12 @@ class RenderSettings(BaseModel):
     cfg_scale: float = Field(default=1.3, ge=1.0, le=5.0, description="classifier-free guidance scale")
     diffusion_steps: int = Field(default=10, ge=1, le=100)
     max_minutes: float = Field(default=90.0, gt=0, le=90.0, description="stop generating after this much audio")
+    qa: bool = Field(default=False, description="hear every take (Whisper, speaker encoder) and re-render failures")
+    qa_retakes: int = Field(default=2, ge=0, le=5, description="re-renders allowed per failing chunk")
     disclosure: Placement = Field(default="auto", description="spoken AI notice: auto = at the start when a "
                                   "voice is cloned; start, end or off")
+    content_review: bool = Field(default=False, description="also ask the director's LLM endpoint "
+                                 "($VIBEVOICE_PLANNER_URL) to review the script")
     content_filter: FilterMode = Field(default_factory=default_filter_mode,
                                        description="block severe lines and flag the rest, flag only, or off")
 
@@ -79,6 +84,8 @@ class ChunkRecord(BaseModel):
     error: str | None = None
     # For a whole-script engine: (line_index, start, end) of every line inside this chunk's audio.
     spans: list[tuple[int, int, int]] = Field(default_factory=list)
+    takes: list[Take] = Field(default_factory=list, description="QA scores of every take (render --qa)")
+    words: list[TimedWord] = Field(default_factory=list, description="recognised words of the kept take")
 
     @property
     def file(self) -> str:
@@ -134,6 +141,7 @@ class RenderError(RuntimeError):
 class Job:
     def __init__(self, directory: Path, manifest: Manifest) -> None:
         self._progress: Callable[[Progress], None] | None = None
+        self._refs: dict[str, np.ndarray] | None = None
         self.dir = Path(directory)
         self.manifest = manifest
         self.script: Script = parse_script(manifest.script)
@@ -162,7 +170,7 @@ class Job:
                      lines=len(script.lines), voices=audit.voice_summary(voices), engine=settings.engine,
                      content_filter=settings.content_filter)
         try:
-            flags = enforce(script, settings.content_filter)
+            flags = enforce(script, settings.content_filter, reviewed=_reviewed(script, script_text, settings, old))
         except ContentBlocked as blocked:
             audit.record("job.blocked", **trail, findings=[str(f) for f in blocked.findings if f.action == "block"])
             raise
@@ -244,17 +252,33 @@ class Job:
         if chunk.emotion:
             voice = voice.model_copy(update={"spec": voice.emotions[chunk.emotion]})
         line = self.script.lines[chunk.line_index]
-        segment = Segment(chunk.line_index, chunk.speaker, chunk.text, line.language, chunk.speed)
+
+        def speak(speed: float) -> np.ndarray:
+            segment = Segment(chunk.line_index, chunk.speaker, chunk.text, line.language, speed)
+            return np.asarray(get_engine(voice.engine).synthesize([segment], {chunk.speaker: voice}).audio, np.float32)
+
         t0 = time.monotonic()
         try:
-            result = get_engine(voice.engine).synthesize([segment], {chunk.speaker: voice})
+            if settings.qa:
+                audio, verdict = retake.best_take(chunk.text, line.language, chunk.speaker, chunk.speed, speak,
+                                                  self._references(), settings.qa_retakes)
+                chunk.takes, chunk.words = verdict.takes, verdict.words
+            else:
+                audio = speak(chunk.speed)
         except Exception as err:  # an engine bug must not cost the rest of the job
             if is_disk_full(err):
                 raise  # the engine could not write (e.g. its cache): the whole job stops, resumably
             chunk.status, chunk.error = "failed", f"{type(err).__name__}: {err}"
             self.save()
             return None
-        return self._finish(chunk, np.asarray(result.audio, np.float32), t0)
+        return self._finish(chunk, audio, t0)
+
+    def _references(self) -> dict[str, np.ndarray]:
+        """The cast's reference embeddings for QA, computed once per job run."""
+        if self._refs is None:
+            languages = {s: "zh" if langs == {"zh"} else "en" for s, langs in self.script.speaker_languages().items()}
+            self._refs = retake.references(self.manifest.voices, languages)
+        return self._refs
 
     def _render_whole(self, chunk: ChunkRecord, stop: threading.Event | None) -> np.ndarray | None:
         """A whole-script engine renders the job as one chunk, resuming from its own saved state."""
@@ -270,9 +294,13 @@ class Job:
             chunk.status, chunk.error = "failed", f"{type(err).__name__}: {err}"
             self.save()
             return None
+        audio = np.asarray(result.audio, np.float32)
         chunk.spans = [tuple(int(x) for x in span) for span in result.spans]
+        if settings.qa:  # the recogniser times every line, then each line is scored
+            chunk.spans = retake.timed_spans(audio, self.script.lines, disclosure.language(self.script))
+            chunk.takes = retake.check_lines(audio, chunk.spans, self.script.lines, self._references())
         self.manifest.notes = sorted(set(self.manifest.notes) | set(getattr(engine, "warnings", [])))
-        return self._finish(chunk, np.asarray(result.audio, np.float32), t0)
+        return self._finish(chunk, audio, t0)
 
     def _frame_reporter(self, t0: float) -> Callable[[int, int], None]:
         """Frame-level progress of a whole-script engine, as the same ``Progress`` the page shows."""
@@ -340,6 +368,18 @@ def check_voices(script: Script, voices: dict[str, VoiceTemplate], settings: Ren
             engine.check_voice(voices[speaker])
         except ValueError as err:
             raise ValueError(f"speaker {speaker!r}: {err}") from err
+
+
+def _reviewed(script: Script, text: str, settings: RenderSettings, old: Manifest | None) -> list[Finding]:
+    """The LLM review's findings when the job asks for one; a job re-created with the same script keeps
+    the findings it already has instead of asking again."""
+    if not settings.content_review:
+        return []
+    if old is not None and old.script == text and old.settings.content_review:
+        return [f for f in old.content_flags if f.source.startswith("LLM review")]
+    from .content_review import review
+
+    return review(script, settings.content_filter)
 
 
 def engine_capabilities(voices: dict[str, VoiceTemplate], settings: RenderSettings) -> dict:
