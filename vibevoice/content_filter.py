@@ -12,7 +12,8 @@ phrase falls in and which list it came from, and acts by severity:
 English profanity comes from the maintained ``badwords-py`` list (flagged as ``profanity``); the
 phrase rules no maintained list covers live in ``presets/content-filter/<language>.txt``; a user's own
 additions and exceptions in ``$VIBEVOICE_HOME/content-filter.txt`` (format in that folder's README).
-An optional second opinion from the director's LLM endpoint is in ``content_review.py``.
+An optional second opinion from the director's LLM endpoint is in ``content_review.py``; its findings
+go through ``enforce`` with the lists'.
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ from .script import Line, Script
 Mode = Literal["off", "flag", "block"]
 Severity = Literal["severe", "high", "mild"]
 MODES: tuple[Mode, ...] = ("off", "flag", "block")
+# The standard categories and their severities (the lists may add their own; these are what the LLM
+# review may name).
+CATEGORIES: dict[str, Severity] = {
+    "violent-threat": "severe", "child-sexual-content": "severe", "self-harm-encouragement": "severe",
+    "fraud-impersonation": "high", "hate": "high", "profanity": "mild"}
 SEVERITIES: tuple[Severity, ...] = ("severe", "high", "mild")
 LISTS_DIR = paths.PRESETS_DIR / "content-filter"
 USER_FILE = "content-filter.txt"
@@ -90,9 +96,12 @@ def default_mode() -> Mode:
     return mode  # type: ignore[return-value]
 
 
-def enforce(script: Script, mode: Mode | None = None) -> list[Finding]:
-    """Check ``script``; raise ``ContentBlocked`` if any line is blocked, else return what is flagged."""
-    findings = check(script, mode)
+def enforce(script: Script, mode: Mode | None = None, reviewed: list[Finding] | None = None) -> list[Finding]:
+    """Check ``script``; raise ``ContentBlocked`` if any line is blocked, else return what is flagged.
+
+    ``reviewed`` adds findings from the optional LLM review (``content_review.review``).
+    """
+    findings = check(script, mode) + list(reviewed or [])
     if any(f.action == "block" for f in findings):
         raise ContentBlocked(findings)
     return findings
