@@ -90,3 +90,17 @@ def test_a_cloned_voice_job_records_consent_and_announces_itself(engine, model_d
     assert first_cue.endswith("[Notice] This audio was generated with artificial intelligence.")
     tags = read_tags(outputs["mp3"])
     assert tags["CLONED_VOICE"] == "yes" and tags["ENGINE"] == "vibevoice"
+
+
+def test_qa_times_and_scores_every_line_of_a_whole_script_take(engine, model_dir, tmp_path):
+    script = parse_script(VOICE_SCRIPT)
+    voices = assign_voices(script.speakers, script.speaker_languages(), {}, load_templates())
+    settings = RenderSettings(engine="vibevoice", model_dir=str(model_dir), seed=3, qa=True)
+    job = Job.create(tmp_path / "job", VOICE_SCRIPT, voices, settings)
+    job.render()
+    (chunk,) = job.manifest.chunks
+    assert [t.line_index for t in chunk.takes] == [line.index for line in script.lines]
+    # Random weights speak no words: every line is reported, none is silently passed.
+    assert all(not t.passed and t.reasons for t in chunk.takes)
+    starts = [begin for _, begin, _ in chunk.spans]
+    assert starts == sorted(starts) and chunk.spans[-1][2] <= chunk.samples
