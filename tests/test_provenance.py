@@ -63,3 +63,13 @@ def test_notice_is_on_by_default_only_for_cloned_voices():
     assert disclosure.placement("auto", presets) is None
     assert disclosure.placement("auto", {**presets, "B": cloned}) == "start"
     assert disclosure.placement("end", presets) == "end" and disclosure.placement("off", {"B": cloned}) is None
+
+
+def test_exports_carry_the_watermark_that_detect_finds(rendered_job):
+    from conftest import run_cli
+
+    job, outputs = rendered_job
+    assert read_tags(outputs["mp3"])["WATERMARK"] == "vibevoice-spectral-ss-1"
+    result = run_cli("detect", outputs["mp3"], outputs["flac"], outputs["stem:Alice"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("watermark found") == 3

@@ -25,6 +25,7 @@ from .content_filter import Mode as FilterMode, check as check_content, enforce
 from .export import export_job
 from .plan.cli import plan_command
 from .qa.cli import qa_command
+from .watermark import detect_command
 from .render import Job, RenderError, RenderSettings, clock
 from .script import ScriptError, parse_script
 from .voices import CONSENT_STATEMENT, VoiceError, assign_voices, load_templates, parse_assignment
@@ -256,6 +257,7 @@ def _fail(message: str) -> None:
 
 app.command("plan")(plan_command)
 app.command("qa")(qa_command)
+app.command("detect")(detect_command)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, add_help_option=False)

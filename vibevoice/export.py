@@ -18,7 +18,7 @@ import numpy as np
 import soxr
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
-from . import audit, delivery, disclosure, provenance
+from . import audit, delivery, disclosure, provenance, watermark
 from .engines import SAMPLE_RATE
 from .atomic import write_bytes_atomic
 from .provenance import Provenance
@@ -129,6 +129,10 @@ def assemble(job: Job, stems: bool = False) -> Programme:
             line = job.script.lines[line_index]
             cue = cues.setdefault(line.index, Cue(line.index, line.speaker, line.text, (start + begin) / SAMPLE_RATE, 0))
             cue.end = (start + end) / SAMPLE_RATE
+    if job.manifest.settings.watermark:
+        # The mark is a fixed linear filter, so marking each stem keeps "stems sum to the mix" exact.
+        mix = watermark.embed(mix)
+        tracks = {speaker: watermark.embed(track) for speaker, track in tracks.items()}
     gain = normalise(mix)
     for track in tracks.values():
         track *= gain
@@ -221,7 +225,8 @@ def export_job(job: Job, out: Path, stems: bool = False, mp3_kbps: int = 96) -> 
 def job_provenance(job: Job) -> Provenance:
     m = job.manifest
     engine = m.settings.engine if m.settings.engine != "voices" else "+".join(sorted({v.engine for v in m.voices.values()}))
-    return Provenance(engine=engine, job_id=m.job_id, cloned_voice=any(v.spec.kind == "clone" for v in m.voices.values()))
+    return Provenance(engine=engine, job_id=m.job_id, cloned_voice=any(v.spec.kind == "clone" for v in m.voices.values()),
+                      watermark=watermark.METHOD if m.settings.watermark else None)
 
 
 def write_wav(audio: np.ndarray, path: Path, stamp: Provenance, title: str) -> str:

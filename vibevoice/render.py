@@ -62,6 +62,7 @@ class RenderSettings(BaseModel):
     max_minutes: float = Field(default=90.0, gt=0, le=90.0, description="stop generating after this much audio")
     qa: bool = Field(default=False, description="hear every take (Whisper, speaker encoder) and re-render failures")
     qa_retakes: int = Field(default=2, ge=0, le=5, description="re-renders allowed per failing chunk")
+    watermark: bool = Field(default=True, description="embed the inaudible watermark (`vibevoice detect` finds it)")
     disclosure: Placement = Field(default="auto", description="spoken AI notice: auto = at the start when a "
                                   "voice is cloned; start, end or off")
     content_review: bool = Field(default=False, description="also ask the director's LLM endpoint "
