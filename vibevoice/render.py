@@ -165,6 +165,8 @@ class Job:
         script = parse_script(script_text)
         require_consent(voices)
         check_voices(script, voices, settings)
+        if settings.qa:
+            retake.require_models()
         old = cls.open(directory).manifest if (directory / MANIFEST).exists() else None
         actor = actor or (old.requested_by if old else None) or audit.local_actor()
         trail = dict(actor=actor, job_id=old.job_id if old else None, script_sha256=audit.script_hash(script_text),

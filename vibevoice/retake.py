@@ -15,6 +15,7 @@ cues to the speech and to split long lines into sentence cues.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 
 import numpy as np
@@ -52,6 +53,14 @@ class TimedWord(BaseModel):
 class Verdict(BaseModel):
     takes: list[Take]
     words: list[TimedWord]
+
+
+def require_models() -> None:
+    """Fail before rendering, with the fix, when the ``qa`` extra (the models QA listens with) is missing."""
+    missing = [name for name in ("faster_whisper", "resemblyzer", "jiwer") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ValueError(f"automatic QA needs the quality-check models ({', '.join(missing)} not installed): "
+                         "run ./scripts/install.sh qa, or render without QA")
 
 
 def references(voices: dict[str, VoiceTemplate], languages: dict[str, str]) -> dict[str, np.ndarray]:
