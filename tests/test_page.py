@@ -93,6 +93,24 @@ def test_bad_script_shows_line_numbers(page):
     page.screenshot(path=str(ARTIFACTS / "page-error.png"), full_page=True)
 
 
+def test_content_filter_explains_blocks_and_flags_as_you_type(page):
+    page.locator("#vv-script textarea").fill("[A] Good evening.\n[B] I know where you live.\n[A] Damn.\n")
+    problems = page.locator("#vv-problems")
+    problems.get_by_text("blocks this script").wait_for(timeout=30_000)
+    text = problems.inner_text()
+    assert "line 2: blocked as violent-threat" in text and "line 3: flagged as profanity" in text
+    page.locator("#vv-generate").click()  # generating anyway is refused with the same reason
+    page.get_by_text("the content filter blocked this script").first.wait_for(timeout=30_000)
+    # Switching the filter to "flag only" on the page turns the block into a flag.
+    page.get_by_role("button", name="Responsible use").click()
+    box = page.locator("#vv-content-filter input")
+    box.click()
+    page.get_by_role("option", name="Flag only").click()
+    problems.get_by_text("flagged 2 phrase(s)").wait_for(timeout=30_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "page-content-filter.png"), full_page=True)
+
+
 def test_missing_model_directory_is_explained(page):
     page.locator("#vv-script textarea").fill(SCRIPT)
     page.get_by_text("Engine and settings").click()
