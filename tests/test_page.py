@@ -35,6 +35,12 @@ def page(browser, server):
     context.close()
 
 
+def _snapshot(page, name: str) -> None:
+    """A full-page screenshot in test-artifacts/, for a person to look at after the run."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+
+
 def _choose_voice(page, row: int, name: str) -> None:
     box = page.locator(f"#vv-voice-{row} input")
     box.click()
@@ -68,8 +74,7 @@ def test_paste_assign_generate_play_download(page, tmp_path):
     download.value.save_as(target)
     audio, rate = sf.read(target)
     assert abs(audio.shape[0] / rate - duration) < 0.2
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "page-generated.png"), full_page=True)
+    _snapshot(page, "page-generated.png")
 
     # After a reload the job is still listed, and the same cast gets the voices chosen before.
     job_id = page.locator("#vv-progress").get_attribute("data-job")
@@ -89,8 +94,7 @@ def test_bad_script_shows_line_numbers(page):
     text = problems.inner_text()
     assert "line 2, column 1" in text and "line 3" in text
     assert "Traceback" not in page.content()
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "page-error.png"), full_page=True)
+    _snapshot(page, "page-error.png")
 
 
 def test_content_filter_explains_blocks_and_flags_as_you_type(page):
@@ -107,8 +111,7 @@ def test_content_filter_explains_blocks_and_flags_as_you_type(page):
     box.click()
     page.get_by_role("option", name="Flag only").click()
     problems.get_by_text("flagged 2 phrase(s)").wait_for(timeout=30_000)
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "page-content-filter.png"), full_page=True)
+    _snapshot(page, "page-content-filter.png")
 
 
 def test_missing_model_directory_is_explained(page):
@@ -120,8 +123,7 @@ def test_missing_model_directory_is_explained(page):
     toast = page.get_by_text("/nonexistent/VibeVoice-1.5B").first
     toast.wait_for(timeout=60_000)
     assert "Traceback" not in page.content()
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "page-missing-model.png"), full_page=True)
+    _snapshot(page, "page-missing-model.png")
 
 
 def test_director_plan_is_shown_before_rendering(page):
