@@ -73,3 +73,4 @@ def test_exports_carry_the_watermark_that_detect_finds(rendered_job):
     result = run_cli("detect", outputs["mp3"], outputs["flac"], outputs["stem:Alice"])
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("watermark found") == 3
+    assert result.stdout.count("tags: AI-generated speech — encoder=vibevoice-webui") == 3

@@ -40,6 +40,7 @@ from scipy.ndimage import uniform_filter1d
 from scipy.signal import oaconvolve
 
 from .engines import SAMPLE_RATE
+from .provenance import read_tags
 
 METHOD = "vibevoice-spectral-ss-1"
 KEY = "vibevoice-webui watermark 1"
@@ -63,6 +64,7 @@ class UnreadableAudio(ValueError):
 
 class Detection(BaseModel):
     found: bool
+    tags: dict[str, str] = Field(default_factory=dict, description="the file's provenance tags, if it kept them")
     score: float = Field(description="highest z-score over the whole file and its windows")
     threshold: float = Z_THRESHOLD
     method: str = METHOD
@@ -110,14 +112,18 @@ def detect_file(path: Path | str) -> Detection:
             detection = _scan(chunks, f.samplerate)
     except (soundfile.LibsndfileError, OSError, RuntimeError) as error:
         raise UnreadableAudio(f"{path}: cannot read it as audio ({error})") from error
-    return detection.model_copy(update={"path": str(path)})
+    try:
+        tags = read_tags(path)
+    except Exception:  # noqa: BLE001 — a file whose tags cannot be parsed is judged by its audio alone
+        tags = {}
+    return detection.model_copy(update={"path": str(path), "tags": tags})
 
 
 def detect_command(
     files: Annotated[list[Path], typer.Argument(help="audio files: WAV, FLAC or MP3, any rate, mono or stereo")],
     json: Annotated[bool, typer.Option("--json", help="print one JSON object per file")] = False,
 ) -> None:
-    """Say whether each FILE carries this tool's inaudible watermark.
+    """Say whether each FILE carries this tool's inaudible watermark (and show its provenance tags).
 
     Exit code 0 when every file does, 1 when some do not, 2 when a file cannot be read.
     """
@@ -138,8 +144,10 @@ def detect_command(
 
 def _describe(d: Detection) -> str:
     verdict = "watermark found" if d.found else "no watermark"
+    tags = d.tags.get("COMMENT") or d.tags.get("INFO_COMMENT") or ("AI-generated speech" if d.tags.get("AI_GENERATED") else "")
     return (f"{d.path}: {verdict} (z = {d.score:.1f}, threshold {d.threshold}; "
-            f"{d.marked_seconds:.0f} of {d.seconds:.0f} s in marked windows; {d.method})")
+            f"{d.marked_seconds:.0f} of {d.seconds:.0f} s in marked windows; {d.method})"
+            + (f"\n  tags: {tags}" if tags else "\n  tags: none (stripped, or not from this tool)"))
 
 
 @cache
