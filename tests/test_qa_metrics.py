@@ -143,6 +143,8 @@ def test_check_take_passes_a_good_take_and_fails_a_wrong_voice(references):
     assert any("closer to Guest" in reason for reason in wrong.reasons)
     garbled = check_take(speak(EN_NEXT, "deep-male"), EN_LINE, "en", "Host", references)
     assert not garbled.passed and any(reason.startswith("WER") for reason in garbled.reasons)
+    silent = check_take(np.zeros(SAMPLE_RATE, np.float32), EN_LINE, "en", "Host", references)
+    assert not silent.passed and silent.similarity == 0
 
 
 # -- seams, loudness, MOS ------------------------------------------------------------------------------

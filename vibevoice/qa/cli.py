@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -18,15 +18,15 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ..render import RenderError
-from .report import METRICS, JobReport, _fmt, _pct, score_job
+from .report import METRICS, JobReport, number, percent, score_job
 
 
 def qa_command(
     job_dir: Annotated[Path, typer.Argument(help="job directory (the --job-dir of `vibevoice render`)")],
     json_out: Annotated[bool, typer.Option("--json", help="print the report as JSON instead of tables")] = False,
-    metric: Annotated[Optional[list[str]], typer.Option(
+    metric: Annotated[list[str] | None, typer.Option(
         "--metric", "-m", help=f"only these metrics (repeatable): {', '.join(METRICS)}")] = None,
-    markdown: Annotated[Optional[Path], typer.Option(help="also write the report as Markdown to this file")] = None,
+    markdown: Annotated[Path | None, typer.Option(help="also write the report as Markdown to this file")] = None,
     threads: Annotated[int, typer.Option(min=1, max=16, envvar="VIBEVOICE_QA_THREADS",
                                          help="CPU threads for speech recognition")] = 2,
 ) -> None:
@@ -57,17 +57,17 @@ def qa_command(
     out.print(_speakers_table(report))
     for seam in report.seams:
         out.print(f"[yellow]seam:[/yellow] {seam.kind} at {seam.time:.2f} s: {escape(seam.detail)}", highlight=False)
-    out.print(f"Programme true peak {_fmt(report.true_peak_db)} dBTP; speakers' loudness spread "
-              f"{_fmt(report.loudness_spread)} LU; {len(report.seams)} seam problem(s).", highlight=False)
+    out.print(f"Programme true peak {number(report.true_peak_db)} dBTP; speakers' loudness spread "
+              f"{number(report.loudness_spread)} LU; {len(report.seams)} seam problem(s).", highlight=False)
 
 
 def _lines_table(report: JobReport) -> Table:
     table = Table("#", "speaker", "WER/CER", "closest", "margin", "MOS", "rate", "LUFS", "heard", title="Lines")
     for r in report.lines:
         wrong = r.closest is not None and r.closest != r.speaker
-        table.add_row(str(r.source_line), escape(r.speaker), _pct(r.error_rate),
+        table.add_row(str(r.source_line), escape(r.speaker), percent(r.error_rate),
                       f"[red]{escape(r.closest)}[/red]" if wrong else escape(r.closest or "–"),
-                      _fmt(r.margin), _fmt(r.mos), _fmt(r.rate), _fmt(r.lufs), escape(r.transcript or ""))
+                      number(r.margin), number(r.mos), number(r.rate), number(r.lufs), escape(r.transcript or ""))
     return table
 
 
@@ -76,7 +76,7 @@ def _speakers_table(report: JobReport) -> Table:
                   "LUFS", title="Summary")
     for s in [*report.speakers, None]:
         row = s or report.overall
-        table.add_row(escape(s.speaker) if s else "all", s.voice if s else "", str(row.lines), _pct(row.wer),
-                      _pct(row.cer), _pct(row.attribution_accuracy), _fmt(row.min_margin), _fmt(row.min_drift),
-                      _fmt(row.mos), _fmt(row.lufs))
+        table.add_row(escape(s.speaker) if s else "all", s.voice if s else "", str(row.lines), percent(row.wer),
+                      percent(row.cer), percent(row.attribution_accuracy), number(row.min_margin), number(row.min_drift),
+                      number(row.mos), number(row.lufs))
     return table

@@ -70,11 +70,18 @@ def transcribe(audio: np.ndarray, sample_rate: int, language: str, model: str | 
         speech, language=code, beam_size=1, word_timestamps=True, vad_filter=False,
         condition_on_previous_text=False, initial_prompt=prompt or (ZH_PROMPT if code == "zh" else None))
     words, texts = [], []
-    for segment in segments:
+    for segment in filter(_heard, segments):
         texts.append(segment.text.strip())
         words += [Word(text=w.word.strip(), start=round(w.start, 3), end=round(w.end, 3),
                        probability=round(w.probability, 3)) for w in segment.words or []]
     return Transcript(text=(" " if code == "en" else "").join(texts), words=words, language=language, model=name)
+
+
+def _heard(segment) -> bool:
+    """False for a hallucinated tail: Whisper base sometimes invents a phrase after the end of a short
+    Mandarin clip, crammed into a tenth of a second, or marks it as probably not speech yet decodes it."""
+    crammed = len(segment.words or []) >= 3 and segment.end - segment.start < 0.05 * len(segment.words)
+    return not crammed and not (segment.no_speech_prob > 0.5 and segment.avg_logprob < -1.0)
 
 
 def align_words(audio: np.ndarray, sample_rate: int, text: str, language: str) -> list[Word]:

@@ -86,20 +86,20 @@ class JobReport(BaseModel):
     def to_markdown(self) -> str:
         """Summary per speaker, seams, then one row per line (GitHub-flavoured Markdown)."""
         out = [f"## Job {self.job_id} ({self.engine})", "",
-               f"{self.overall.lines} lines, {self.overall.seconds:.0f} s of speech; programme true peak "
-               f"{_fmt(self.true_peak_db)} dBTP, loudness spread between speakers {_fmt(self.loudness_spread)} LU.", ""]
+               (f"{self.overall.lines} lines, {self.overall.seconds:.0f} s of speech; programme true peak "
+               f"{number(self.true_peak_db)} dBTP, loudness spread between speakers {number(self.loudness_spread)} LU."), ""]
         out += table(["speaker", "voice", "lines", "WER", "CER", "attribution", "margin (mean/min)", "similarity",
                       "drift (mean/min)", "MOS", "rate", "LUFS"],
-                     [[s.speaker, s.voice, s.lines, _pct(s.wer), _pct(s.cer), _pct(s.attribution_accuracy),
-                       f"{_fmt(s.mean_margin)} / {_fmt(s.min_margin)}", _fmt(s.mean_similarity),
-                       f"{_fmt(s.mean_drift)} / {_fmt(s.min_drift)}", _fmt(s.mos), _fmt(s.rate), _fmt(s.lufs)]
+                     [[s.speaker, s.voice, s.lines, percent(s.wer), percent(s.cer), percent(s.attribution_accuracy),
+                       f"{number(s.mean_margin)} / {number(s.min_margin)}", number(s.mean_similarity),
+                       f"{number(s.mean_drift)} / {number(s.min_drift)}", number(s.mos), number(s.rate), number(s.lufs)]
                       for s in [*self.speakers, SpeakerSummary(speaker="**all**", voice="", engine="",
                                                                **self.overall.model_dump())]])
         seams = [f"- {s.kind} at {s.time:.2f} s: {s.detail}" for s in self.seams] or ["- none found"]
         out += ["", "Seams:", *seams, "", "Lines:", ""]
         out += table(["#", "speaker", "err", "closest", "margin", "MOS", "rate", "LUFS", "text", "heard"],
-                     [[r.source_line, r.speaker, _pct(r.error_rate), r.closest or "–", _fmt(r.margin), _fmt(r.mos),
-                       _fmt(r.rate), _fmt(r.lufs), _clip(r.text), _clip(r.transcript or "")] for r in self.lines])
+                     [[r.source_line, r.speaker, percent(r.error_rate), r.closest or "–", number(r.margin), number(r.mos),
+                       number(r.rate), number(r.lufs), _clip(r.text), _clip(r.transcript or "")] for r in self.lines])
         return "\n".join(out) + "\n"
 
 
@@ -244,11 +244,11 @@ def table(header: list[str], rows: list[list]) -> list[str]:
     return ["| " + " | ".join(map(str, row)) + " |" for row in cells]
 
 
-def _fmt(value: float | None, digits: int = 2) -> str:
+def number(value: float | None, digits: int = 2) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def _pct(value: float | None) -> str:
+def percent(value: float | None) -> str:
     return "–" if value is None else f"{value:.1%}"
 
 

@@ -31,6 +31,8 @@ from ..voices import CloneSpec, VoiceTemplate
 from . import runtime
 
 ENCODER_RATE = 16_000
+EMBEDDING_SIZE = 256
+MIN_SPEECH = 0.2  # seconds of speech (after trimming silences) below which there is no embedding
 EARLY_LINES = 3  # lines of a speaker that define "how they sounded at first" for drift
 
 
@@ -54,12 +56,17 @@ def encoder():
 
 
 def embed(audio: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Unit-length speaker embedding of one utterance (long silences are trimmed first)."""
+    """Unit-length speaker embedding of one utterance (long silences are trimmed first); all zeros
+    when there is almost no speech."""
     from resemblyzer import preprocess_wav
 
-    speech = soxr.resample(np.asarray(audio, np.float32), sample_rate, ENCODER_RATE)
+    audio = np.asarray(audio, np.float32)
+    speech = preprocess_wav(soxr.resample(audio, sample_rate, ENCODER_RATE)) if np.abs(audio).max(initial=0) > 1e-4 \
+        else audio[:0]
+    if speech.size < MIN_SPEECH * ENCODER_RATE:  # nothing to recognise a voice by: similar to no one
+        return np.zeros(EMBEDDING_SIZE, np.float32)
     with runtime.torch_threads(1):  # a tiny LSTM: one thread is fastest, and the cores are shared
-        return encoder().embed_utterance(preprocess_wav(speech)).astype(np.float32)
+        return encoder().embed_utterance(speech).astype(np.float32)
 
 
 def similarity(a: np.ndarray, b: np.ndarray) -> float:
