@@ -42,6 +42,8 @@ def test_formatting_is_not_an_error():
     assert error_rate("It was 1999, and 25% of us were 21st-century kids.",
                       "It was nineteen ninety-nine and twenty five percent of us were twenty first century kids",
                       "en").error_rate == 0
+    assert error_rate("At a hundred kilometres an hour, in the harbour, with earplugs.",
+                      "At 100 km an hour in the harbor with ear plugs", "en").error_rate == 0
     # Whisper writes traditional characters and Arabic numerals at will; neither is a speech error.
     assert error_rate("我们花了十二元", "我們花了12元", "zh").error_rate == 0
 

@@ -33,9 +33,12 @@ _WORDS = re.compile(r"[a-z0-9]+")
 # British spellings Whisper writes the American way (harbour → harbor, centre → center, realise → realize).
 _OUR = re.compile(r"\b(?!(?:flour|scour|devour|contour|detour|velour|amour|paramour|troubadour)\b)"
                   r"([a-z]{2,})our(s|ed|ing|ite|ites|able|ful|less)?\b")
-_RE = re.compile(r"\b(cent|theat|met|lit|fib|somb|spect|lust)re(s|d)?\b")
+_RE = re.compile(r"\b(cent|theat|[a-z]*met|[a-z]*lit|fib|somb|spect|lust)re(s|d)?\b")
 _ISE = re.compile(r"\b(organi|reali|recogni|apologi|emphasi|summari|critici|memori|priori|minimi|maximi|"
                   r"authori|speciali|optimi|categori|familiari|symboli|visuali|utili)s(e|ed|es|ing|ation|ations)\b")
+_UNITS = {"km": "kilometers", "kg": "kilograms", "cm": "centimeters", "mm": "millimeters", "mph": "miles per hour",
+          "km/h": "kilometers per hour"}
+_UNIT = re.compile(r"(?<=\d)\s?(km/h|km|kg|cm|mm|mph)\b")
 _WORDS_GB = {"programme": "program", "programmes": "programs", "grey": "gray", "cheque": "check", "tyre": "tire",
              "travelled": "traveled", "travelling": "traveling", "cancelled": "canceled", "jewellery": "jewelry"}
 
@@ -63,6 +66,8 @@ def tokens(text: str, language: str) -> list[str]:
 def _english(text: str) -> str:
     text = unicodedata.normalize("NFKC", text).lower().replace("’", "'").replace("&", " and ")
     text = _MONEY.sub(_money, text)
+    text = _UNIT.sub(lambda m: " " + _UNITS[m[1]], text)
+    text = re.sub(r"\ba (hundred|thousand|million|billion)\b", r"one \1", text)
     text = _PERCENT.sub(lambda m: f"{m[1]} percent", text)
     text = _ORDINAL.sub(lambda m: num2words(int(m[1]), to="ordinal"), text)
     text = _NUMBER.sub(_number, text)
