@@ -27,5 +27,7 @@ def test_failing_take_is_rerendered_and_every_take_recorded(tmp_path):
 
     report = run_cli("qa", str(job_dir), "--json", "--metric", "intelligibility")
     assert report.returncode == 0, report.stderr
-    rows = json.loads(report.stdout)["lines"]
+    scored = json.loads(report.stdout)
+    rows = scored["lines"]
     assert len(rows) == 2 and rows[0]["error_rate"] == 0.0 and rows[1]["error_rate"] > 0.25
+    assert len(scored["retakes"]) == 1 and scored["retakes"][0].startswith("line 2: WER")

@@ -46,7 +46,7 @@ def qa_command(
         raise typer.Exit(2)
     except ImportError as error:
         err.print(f"[red]error:[/red] quality checks need the 'qa' extra ({escape(str(error))}); "
-                  "install it with `pip install '.[qa]'`", highlight=False)
+                  "install it with `./scripts/install.sh qa`", highlight=False)
         raise typer.Exit(2)
     if markdown:
         markdown.write_text(report.to_markdown(), encoding="utf-8")
@@ -55,6 +55,8 @@ def qa_command(
         return
     out.print(_lines_table(report))
     out.print(_speakers_table(report))
+    for line in report.retakes:
+        out.print(f"[cyan]re-rendered:[/cyan] {escape(line)}", highlight=False)
     for seam in report.seams:
         out.print(f"[yellow]seam:[/yellow] {seam.kind} at {seam.time:.2f} s: {escape(seam.detail)}", highlight=False)
     out.print(f"Programme true peak {number(report.true_peak_db)} dBTP; speakers' loudness spread "

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 
+from .. import retake
 from ..engines import SAMPLE_RATE
 from ..render import Job, RenderError
 from . import loudness
@@ -82,6 +83,7 @@ class JobReport(BaseModel):
     true_peak_db: float | None = None  # of the programme
     seams: list[Seam] = Field(default_factory=list)
     timings: dict[str, float] = Field(default_factory=dict, description="seconds spent per metric")
+    retakes: list[str] = Field(default_factory=list, description="what automatic QA re-rendered while rendering, and why")
 
     def to_markdown(self) -> str:
         """Summary per speaker, seams, then one row per line (GitHub-flavoured Markdown)."""
@@ -96,7 +98,10 @@ class JobReport(BaseModel):
                       for s in [*self.speakers, SpeakerSummary(speaker="**all**", voice="", engine="",
                                                                **self.overall.model_dump())]])
         seams = [f"- {s.kind} at {s.time:.2f} s: {s.detail}" for s in self.seams] or ["- none found"]
-        out += ["", "Seams:", *seams, "", "Lines:", ""]
+        out += ["", "Seams:", *seams]
+        if self.retakes:
+            out += ["", "Re-rendered by automatic QA:", *[f"- {r}" for r in self.retakes]]
+        out += ["", "Lines:", ""]
         out += table(["#", "speaker", "err", "closest", "margin", "MOS", "rate", "LUFS", "text", "heard"],
                      [[r.source_line, r.speaker, percent(r.error_rate), r.closest or "–", number(r.margin), number(r.mos),
                        number(r.rate), number(r.lufs), _clip(r.text), _clip(r.transcript or "")] for r in self.lines])
@@ -127,7 +132,7 @@ def score_job(job_dir: Path, metrics: tuple[str, ...] | list[str] = METRICS,
                                **_summary([r for r in rows if r.speaker == s]).model_dump()) for s in job.script.speakers]
     return JobReport(job_dir=str(job_dir), job_id=job.manifest.job_id, engine=job.manifest.settings.engine,
                      metrics=list(metrics), lines=rows, speakers=speakers, overall=_summary(rows), timings=timings,
-                     **extra)
+                     retakes=retake.summary(job.manifest.chunks), **extra)
 
 
 def line_audio(job: Job) -> dict[int, np.ndarray]:
