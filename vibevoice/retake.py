@@ -74,9 +74,8 @@ def best_take(text: str, language: str, speaker: str, speed: float, speak: Calla
               refs: dict[str, np.ndarray], retakes: int) -> tuple[np.ndarray, Verdict]:
     """Render (``speak(speed)``) and score takes until one passes or ``retakes`` more have been tried."""
     from .qa.check import check_take
-    from .qa.recognise import align_words
 
-    scored: list[tuple[tuple, np.ndarray, Take]] = []
+    scored: list[tuple[tuple, np.ndarray, Take, list]] = []
     for number, step in enumerate(RATE_STEPS[: retakes + 1], 1):
         audio = np.asarray(speak(round(speed * step, 4)), np.float32)
         score = check_take(audio, text, language if language != "mixed" else "zh", speaker, refs)
@@ -85,14 +84,13 @@ def best_take(text: str, language: str, speaker: str, speed: float, speak: Calla
                     similarity=score.similarity, margin=score.margin, closest=score.closest,
                     transcript=score.transcript, reasons=score.reasons)
         rank = (not score.passed, len(score.reasons), score.wer, -(score.margin or 0.0))
-        scored.append((rank, audio, take))
+        scored.append((rank, audio, take, score.words))
         if score.passed:
             break
-    _, audio, kept = min(scored, key=lambda item: item[0])
+    _, audio, kept, heard = min(scored, key=lambda item: item[0])
     kept.kept = True
-    heard = align_words(audio, SAMPLE_RATE, text, language if language != "mixed" else "zh")
     words = [TimedWord(text=w.text, start=round(w.start, 3), end=round(w.end, 3)) for w in heard]
-    return audio, Verdict(takes=[take for _, _, take in scored], words=words)
+    return audio, Verdict(takes=[take for _, _, take, _ in scored], words=words)
 
 
 def summary(chunks) -> list[str]:

@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from .intelligibility import error_rate
-from .recognise import transcribe
+from .recognise import Word, transcribe
 from .speakers import attribute, embed
 
 SAMPLE_RATE = 24_000
@@ -47,6 +47,7 @@ class TakeScore(BaseModel):
     margin: float | None  # None with fewer than two references
     closest: str | None
     reasons: list[str]
+    words: list[Word] = []  # what the recogniser heard, timed (the renderer times subtitles with them)
 
 
 def check_take(audio: np.ndarray, text: str, language: str, speaker: str, references: dict[str, np.ndarray],
@@ -71,4 +72,4 @@ def check_take(audio: np.ndarray, text: str, language: str, speaker: str, refere
             if margin < limits.min_margin:
                 reasons.append(f"sounds closer to {closest} than to {speaker} (margin {margin:+.2f})")
     return TakeScore(passed=not reasons, wer=round(words.error_rate, 4), unit=words.unit, transcript=heard.text,
-                     similarity=similarity, margin=margin, closest=closest, reasons=reasons)
+                     similarity=similarity, margin=margin, closest=closest, reasons=reasons, words=heard.words)
