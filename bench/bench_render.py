@@ -2,7 +2,10 @@
 
 Prints, per script: audio length, wall time, real-time factor (compute seconds per audio second), peak
 RSS, and the mean per-chunk time at the start vs the end of the job (a long job must not slow down).
-Run: ``.venv/bin/python bench/bench_render.py [--minutes 1 10]``. Figures, not a test.
+With ``--qa`` each script is also rendered with automatic QA on (every take heard by Whisper and the
+speaker encoder), and the QA cost is printed as a ratio to the plain render. The export includes the
+watermark, so its cost is inside "export".
+Run: ``.venv/bin/python bench/bench_render.py [--minutes 1 10] [--qa]``. Figures, not a test.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from pathlib import Path
 
 from vibevoice.engines import SAMPLE_RATE, get_engine
 from vibevoice.export import export_job
-from vibevoice.render import Job
+from vibevoice.render import Job, RenderSettings
 from vibevoice.script import parse_script
 from vibevoice.voices import assign_voices, load_templates
 
@@ -43,13 +46,14 @@ def make_script(minutes: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(minutes: float) -> None:
+def run(minutes: float, qa: bool = False) -> float:
+    """Render and export one script; print the figures and return the wall time."""
     text = make_script(minutes)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         script = parse_script(text)
         voices = assign_voices(script.speakers, {}, {}, load_templates())
-        job = Job.create(Path(tmp) / "job", text, voices)
+        job = Job.create(Path(tmp) / "job", text, voices, RenderSettings(qa=qa))
         stamps = []
         job.render(on_chunk=lambda chunk, audio: stamps.append(time.perf_counter()))
         t_render = time.perf_counter()
@@ -61,11 +65,14 @@ def run(minutes: float) -> None:
         first = sum(per_chunk[1:tenth + 1]) / tenth
         last = sum(per_chunk[-tenth:]) / tenth
         total = t_end - t0
-        print(f"{minutes:>5.0f} min script | {len(job.manifest.chunks):>4} chunks | speech {audio_s:7.1f} s | "
+        retaken = sum(len(c.takes) > 1 for c in job.manifest.chunks)
+        label = f"qa on, {retaken} retaken" if qa else "qa off"
+        print(f"{minutes:>5.0f} min script, {label} | {len(job.manifest.chunks):>4} chunks | speech {audio_s:7.1f} s | "
               f"wall {total:7.1f} s | RTF {total / audio_s:.3f} (synth {(t_render - t0) / audio_s:.3f}, "
               f"export {t_end - t_render:.1f} s) | peak RSS {_peak_rss_mib():.0f} MiB | "
               f"chunk first 10% {first:.2f} s, last 10% {last:.2f} s (ratio {last / first:.2f}) | "
               f"mp3 {Path(outputs['mp3']).stat().st_size / 1e6:.1f} MB")
+        return total
 
 
 def _peak_rss_mib() -> float:
@@ -75,10 +82,14 @@ def _peak_rss_mib() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, nargs="+", default=[1, 10])
+    parser.add_argument("--qa", action="store_true", help="also render with automatic QA and print its cost")
     args = parser.parse_args()
     get_engine("kokoro").speak("Warm up.", load_templates()["deep-male"])  # load weights outside the timing
     for minutes in args.minutes:
-        run(minutes)
+        plain = run(minutes)
+        if args.qa:
+            checked = run(minutes, qa=True)
+            print(f"      automatic QA costs {checked / plain:.2f}x the plain render's wall time")
 
 
 if __name__ == "__main__":
