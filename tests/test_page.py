@@ -87,21 +87,23 @@ def test_paste_assign_generate_play_download(page, tmp_path):
     assert page.locator("#vv-voice-1 input").input_value() == "Warm female"
 
 
-def test_bad_script_shows_line_numbers(page):
-    page.locator("#vv-script textarea").fill("[A] Fine.\n[] Who?\n[B]\n")
+def _problems_shown(page, script: str, waiting_for: str) -> str:
+    """Type ``script`` and return what the page says under it once ``waiting_for`` appears there."""
+    page.locator("#vv-script textarea").fill(script)
     problems = page.locator("#vv-problems")
-    problems.get_by_text("line 2").wait_for(timeout=30_000)
-    text = problems.inner_text()
+    problems.get_by_text(waiting_for).wait_for(timeout=30_000)
+    return problems.inner_text()
+
+
+def test_bad_script_shows_line_numbers(page):
+    text = _problems_shown(page, "[A] Fine.\n[] Who?\n[B]\n", "line 2")
     assert "line 2, column 1" in text and "line 3" in text
     assert "Traceback" not in page.content()
     _snapshot(page, "page-error.png")
 
 
 def test_content_filter_explains_blocks_and_flags_as_you_type(page):
-    page.locator("#vv-script textarea").fill("[A] Good evening.\n[B] I know where you live.\n[A] Damn.\n")
-    problems = page.locator("#vv-problems")
-    problems.get_by_text("blocks this script").wait_for(timeout=30_000)
-    text = problems.inner_text()
+    text = _problems_shown(page, "[A] Good evening.\n[B] I know where you live.\n[A] Damn.\n", "blocks this script")
     assert "line 2: blocked as violent-threat" in text and "line 3: flagged as profanity" in text
     page.locator("#vv-generate").click()  # generating anyway is refused with the same reason
     page.get_by_text("the content filter blocked this script").first.wait_for(timeout=30_000)
@@ -110,7 +112,7 @@ def test_content_filter_explains_blocks_and_flags_as_you_type(page):
     box = page.locator("#vv-content-filter input")
     box.click()
     page.get_by_role("option", name="Flag only").click()
-    problems.get_by_text("flagged 2 phrase(s)").wait_for(timeout=30_000)
+    page.locator("#vv-problems").get_by_text("flagged 2 phrase(s)").wait_for(timeout=30_000)
     _snapshot(page, "page-content-filter.png")
 
 
