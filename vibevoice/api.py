@@ -20,11 +20,13 @@ from pydantic import BaseModel, Field
 
 from . import __version__
 from .cloning import clone_voice
-from .content_filter import ContentBlocked, Mode as FilterMode, check as check_content
+from .content_filter import ContentBlocked
+from .content_filter import Mode as FilterMode
+from .content_filter import check as check_content
 from .engines import SAMPLE_RATE
-from .provenance import DISCLOSURE
 from .jobs import JobInfo, JobNotFound, JobRequest, JobService
 from .plan.schema import Emotion
+from .provenance import DISCLOSURE
 from .render import RenderSettings
 from .script import MAX_SCRIPT_BYTES, ScriptError, parse_script
 from .voices import CONSENT_STATEMENT, VoiceError, load_templates

@@ -20,15 +20,17 @@ from rich.table import Table
 
 from . import audit, delivery, paths, retake
 from .cloning import clone_voice
+from .content_filter import Mode as FilterMode
+from .content_filter import check as check_content
+from .content_filter import enforce
 from .engines import get_engine
-from .content_filter import Mode as FilterMode, check as check_content, enforce
 from .export import export_job
 from .plan.cli import plan_command
 from .qa.cli import qa_command
-from .watermark import detect_command
 from .render import Job, RenderError, RenderSettings, clock
 from .script import ScriptError, parse_script
 from .voices import CONSENT_STATEMENT, VoiceError, assign_voices, load_templates, parse_assignment
+from .watermark import detect_command
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
 out = Console()

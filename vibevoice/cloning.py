@@ -37,7 +37,8 @@ def clone_voice(name: str, clip: bytes, suffix: str, consent: bool, actor: str,
     write_bytes_atomic(kept, clip)
     record = Consent(confirmed_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                      confirmed_by=actor, clip_sha256=digest)
-    template = VoiceTemplate(id=f"clone-{slug(name)[:20]}-{digest[:8]}", name=f"{name} (cloned, {checked.seconds:.0f} s)",
+    template = VoiceTemplate(id=f"clone-{slug(name)[:20]}-{digest[:8]}",
+                             name=f"{name} (cloned, {checked.seconds:.0f} s)",
                              engine="vibevoice", languages=list(languages),
                              spec=CloneSpec(clip=str(kept), consent=record))
     save_template(template)

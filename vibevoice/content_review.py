@@ -91,7 +91,8 @@ def _first_model(client) -> str:
     try:
         return client.models.list().data[0].id
     except Exception as error:  # noqa: BLE001 — any failure here means the endpoint is not usable
-        raise ContentReviewError(f"the LLM content review could not list models at {client.base_url}: {error}") from error
+        raise ContentReviewError(f"the LLM content review could not list models at {client.base_url}: "
+                                 f"{error}") from error
 
 
 def _json_object(text: str) -> str:

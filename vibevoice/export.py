@@ -19,8 +19,8 @@ import soxr
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
 from . import audit, delivery, disclosure, provenance, watermark
-from .engines import SAMPLE_RATE
 from .atomic import write_bytes_atomic
+from .engines import SAMPLE_RATE
 from .provenance import Provenance
 from .render import ChunkRecord, Job, RenderError, wav_bytes
 
@@ -64,7 +64,8 @@ def layout(job: Job) -> tuple[list[tuple[ChunkRecord, int]], int]:
         placed.append((chunk, cursor))
         cursor += chunk.samples
         previous = chunk
-    return placed, cursor + _samples(job.script.trailing_pause + TAIL) + (room if notice and notice.where == "end" else 0)
+    end_room = room if notice and notice.where == "end" else 0
+    return placed, cursor + _samples(job.script.trailing_pause + TAIL) + end_room
 
 
 @dataclass
@@ -127,7 +128,8 @@ def assemble(job: Job, stems: bool = False) -> Programme:
                 tracks[job.script.lines[line_index].speaker][start + begin:start + end] += audio[begin:end]
         for line_index, begin, end in chunk.spans or [(chunk.line_index, *speech_bounds(chunk, audio.size))]:
             line = job.script.lines[line_index]
-            cue = cues.setdefault(line.index, Cue(line.index, line.speaker, line.text, (start + begin) / SAMPLE_RATE, 0))
+            cue = cues.setdefault(line.index, Cue(line.index, line.speaker, line.text,
+                                                  (start + begin) / SAMPLE_RATE, 0))
             cue.end = (start + end) / SAMPLE_RATE
     if job.manifest.settings.watermark:
         # The mark is a fixed linear filter, so marking each stem keeps "stems sum to the mix" exact.
@@ -224,8 +226,9 @@ def export_job(job: Job, out: Path, stems: bool = False, mp3_kbps: int = 96) -> 
 
 def job_provenance(job: Job) -> Provenance:
     m = job.manifest
-    engine = m.settings.engine if m.settings.engine != "voices" else "+".join(sorted({v.engine for v in m.voices.values()}))
-    return Provenance(engine=engine, job_id=m.job_id, cloned_voice=any(v.spec.kind == "clone" for v in m.voices.values()),
+    voices = m.voices.values()
+    engine = m.settings.engine if m.settings.engine != "voices" else "+".join(sorted({v.engine for v in voices}))
+    return Provenance(engine=engine, job_id=m.job_id, cloned_voice=any(v.spec.kind == "clone" for v in voices),
                       watermark=watermark.METHOD if m.settings.watermark else None)
 
 

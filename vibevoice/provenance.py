@@ -94,7 +94,9 @@ def read_tags(path) -> dict[str, str]:
     audio = mutagen.File(path)
     if audio is not None and audio.tags is not None:
         for key, value in audio.tags.items():
-            text = str(value.text[0] if hasattr(value, "text") and value.text else value[0] if isinstance(value, list) else value)
+            if hasattr(value, "text"):  # an ID3 frame
+                value = value.text[0] if value.text else ""
+            text = str(value[0] if isinstance(value, list) else value)  # Vorbis comments are lists
             name = "COMMENT" if key.startswith("COMM:") else key.removeprefix("TXXX:")
             found[name.upper()] = text
     if str(path).lower().endswith(".wav"):

@@ -33,10 +33,12 @@ import soundfile as sf
 from pydantic import BaseModel, Field
 
 from . import __version__, audit, delivery, disclosure, retake
-from .cloning import require_consent
-from .disclosure import Placement
-from .content_filter import ContentBlocked, Finding, Mode as FilterMode, default_mode as default_filter_mode, enforce
 from .atomic import is_disk_full, write_bytes_atomic
+from .cloning import require_consent
+from .content_filter import ContentBlocked, Finding, enforce
+from .content_filter import Mode as FilterMode
+from .content_filter import default_mode as default_filter_mode
+from .disclosure import Placement
 from .engines import SAMPLE_RATE, Segment, get_engine
 from .engines.base import split_text
 from .plan.schema import Plan
@@ -163,20 +165,12 @@ class Job:
         directory = Path(directory)
         settings = settings or RenderSettings()
         script = parse_script(script_text)
-        require_consent(voices)
-        check_voices(script, voices, settings)
-        if settings.qa:
-            retake.require_models()
         old = cls.open(directory).manifest if (directory / MANIFEST).exists() else None
         actor = actor or (old.requested_by if old else None) or audit.local_actor()
         trail = dict(actor=actor, job_id=old.job_id if old else None, script_sha256=audit.script_hash(script_text),
                      lines=len(script.lines), voices=audit.voice_summary(voices), engine=settings.engine,
                      content_filter=settings.content_filter)
-        try:
-            flags = enforce(script, settings.content_filter, reviewed=_reviewed(script, script_text, settings, old))
-        except ContentBlocked as blocked:
-            audit.record("job.blocked", **trail, findings=[str(f) for f in blocked.findings if f.action == "block"])
-            raise
+        flags = admit(script, script_text, voices, settings, old, trail)
         now = _now()
         chunks = plan_chunks(script, voices, settings, plan)
         done = {c.key: c for c in old.chunks if c.status == "done"} if old else {}
@@ -185,7 +179,8 @@ class Job:
                 chunk.status, chunk.samples = "done", done[chunk.key].samples
                 chunk.render_seconds = done[chunk.key].render_seconds
         manifest = Manifest(
-            job_id=old.job_id if old else job_id or uuid.uuid4().hex[:12], requested_by=actor, created=old.created if old else now, updated=now,
+            job_id=old.job_id if old else job_id or uuid.uuid4().hex[:12], requested_by=actor,
+            created=old.created if old else now, updated=now,
             status=old.status if old else "pending",  # a queued job stays queued while it is re-planned
             script=script_text, voices=voices, settings=settings, chunks=chunks, plan=plan,
             notes=delivery.unsupported(plan, voices, {line.index: line.speaker for line in script.lines},
@@ -371,6 +366,22 @@ def check_voices(script: Script, voices: dict[str, VoiceTemplate], settings: Ren
             engine.check_voice(voices[speaker])
         except ValueError as err:
             raise ValueError(f"speaker {speaker!r}: {err}") from err
+
+
+def admit(script: Script, text: str, voices: dict[str, VoiceTemplate], settings: RenderSettings,
+          old: Manifest | None, trail: dict) -> list[Finding]:
+    """Everything a job must pass before it is written: consent for cloned voices, voices that suit
+    their engine, the QA models when QA is on, and the content filter (a block is audited). Returns
+    the content filter's flags."""
+    require_consent(voices)
+    check_voices(script, voices, settings)
+    if settings.qa:
+        retake.require_models()
+    try:
+        return enforce(script, settings.content_filter, reviewed=_reviewed(script, text, settings, old))
+    except ContentBlocked as blocked:
+        audit.record("job.blocked", **trail, findings=[str(f) for f in blocked.findings if f.action == "block"])
+        raise
 
 
 def _reviewed(script: Script, text: str, settings: RenderSettings, old: Manifest | None) -> list[Finding]:

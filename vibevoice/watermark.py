@@ -144,7 +144,8 @@ def detect_command(
 
 def _describe(d: Detection) -> str:
     verdict = "watermark found" if d.found else "no watermark"
-    tags = d.tags.get("COMMENT") or d.tags.get("INFO_COMMENT") or ("AI-generated speech" if d.tags.get("AI_GENERATED") else "")
+    tags = d.tags.get("COMMENT") or d.tags.get("INFO_COMMENT") or \
+        ("AI-generated speech" if d.tags.get("AI_GENERATED") else "")
     return (f"{d.path}: {verdict} (z = {d.score:.1f}, threshold {d.threshold}; "
             f"{d.marked_seconds:.0f} of {d.seconds:.0f} s in marked windows; {d.method})"
             + (f"\n  tags: {tags}" if tags else "\n  tags: none (stripped, or not from this tool)"))
