@@ -53,7 +53,8 @@ def test_vibevoice_job_renders_exports_and_times_every_line(engine, model_dir, t
     assert (tmp_path / "job" / "state" / "vibevoice").exists()
 
     # Resuming a finished job re-renders nothing; a changed seed is a different generation.
-    assert Job.create(tmp_path / "job", VOICE_SCRIPT, voices, settings).pending == []
+    again = Job.create(tmp_path / "job", VOICE_SCRIPT, voices, settings)
+    assert again.pending == [] and again.manifest.chunks[0].spans == job.manifest.chunks[0].spans  # timings kept
     changed = RenderSettings(engine="vibevoice", model_dir=str(model_dir), seed=4)
     assert len(Job.create(tmp_path / "job2", VOICE_SCRIPT, voices, changed).pending) == 1
 

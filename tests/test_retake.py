@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import soundfile as sf
+
 from conftest import run_cli
 from vibevoice.render import Job
 
@@ -31,3 +33,20 @@ def test_failing_take_is_rerendered_and_every_take_recorded(tmp_path):
     rows = scored["lines"]
     assert len(rows) == 2 and rows[0]["error_rate"] == 0.0 and rows[1]["error_rate"] > 0.25
     assert len(scored["retakes"]) == 1 and scored["retakes"][0].startswith("line 2: WER")
+
+
+def test_switching_qa_on_hears_finished_chunks_without_rerendering_them(tmp_path):
+    from vibevoice.render import RenderSettings
+    from vibevoice.voices import load_templates
+
+    text, voices = "[A] The weather is lovely today.\n", {"A": load_templates()["deep-male"]}
+    job = Job.create(tmp_path / "job", text, voices)
+    job.render()
+    before = sf.read(tmp_path / "job" / job.manifest.chunks[0].file)[0]
+    checked = Job.create(tmp_path / "job", text, voices, RenderSettings(qa=True))
+    assert len(checked.pending) == 1  # finished, but never heard
+    checked.render()
+    (chunk,) = checked.manifest.chunks
+    assert [t.passed for t in chunk.takes] == [True] and chunk.words
+    assert (sf.read(tmp_path / "job" / chunk.file)[0] == before).all()
+    assert Job.create(tmp_path / "job", text, voices, RenderSettings(qa=True)).pending == []

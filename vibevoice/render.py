@@ -176,8 +176,9 @@ class Job:
         done = {c.key: c for c in old.chunks if c.status == "done"} if old else {}
         for chunk in chunks:
             if chunk.key in done and (directory / chunk.file).exists():
-                chunk.status, chunk.samples = "done", done[chunk.key].samples
-                chunk.render_seconds = done[chunk.key].render_seconds
+                kept = done[chunk.key]  # its audio, timings, line spans and QA takes all stay valid
+                chunk.status, chunk.samples, chunk.render_seconds = "done", kept.samples, kept.render_seconds
+                chunk.spans, chunk.takes, chunk.words = kept.spans, kept.takes, kept.words
         manifest = Manifest(
             job_id=old.job_id if old else job_id or uuid.uuid4().hex[:12], requested_by=actor,
             created=old.created if old else now, updated=now,
@@ -204,7 +205,11 @@ class Job:
 
     @property
     def pending(self) -> list[ChunkRecord]:
-        return [c for c in self.manifest.chunks if c.status != "done" or not (self.dir / c.file).exists()]
+        """Chunks still to render; with QA on, also finished chunks nobody has heard yet (rendered before
+        QA was switched on): they are checked, and re-rendered only if they fail."""
+        unheard = self.manifest.settings.qa and self.manifest.settings.engine == "voices"
+        return [c for c in self.manifest.chunks
+                if c.status != "done" or not (self.dir / c.file).exists() or (unheard and not c.takes)]
 
     def render(self, progress: Callable[[Progress], None] | None = None,
                on_chunk: Callable[[ChunkRecord, np.ndarray], None] | None = None,
@@ -252,6 +257,8 @@ class Job:
         line = self.script.lines[chunk.line_index]
 
         def speak(speed: float) -> np.ndarray:
+            if speed == chunk.speed and chunk.status == "done" and (self.dir / chunk.file).exists():
+                return self.chunk_audio(chunk)  # a take finished before QA was on: hear it, don't redo it
             segment = Segment(chunk.line_index, chunk.speaker, chunk.text, line.language, speed)
             return np.asarray(get_engine(voice.engine).synthesize([segment], {chunk.speaker: voice}).audio, np.float32)
 
