@@ -112,15 +112,16 @@ def check(script: Script, mode: Mode | None = None) -> list[Finding]:
     mode = mode or default_mode()
     if mode == "off":
         return []
-    return [finding for line in script.lines for finding in check_line(line, mode)]
+    rules = {language: rule_set(language) for language in ("en", "zh")}  # once per script, not per line
+    return [finding for line in script.lines for finding in check_line(line, mode, rules)]
 
 
-def check_line(line: Line, mode: Mode) -> list[Finding]:
+def check_line(line: Line, mode: Mode, rules_by_language: dict[str, RuleSet]) -> list[Finding]:
     text = _normalise(line.text)
     languages = ("en", "zh") if line.language == "mixed" else (line.language,)
     found: dict[tuple[int, int, str], Finding] = {}
     for language in languages:
-        rules = rule_set(language)
+        rules = rules_by_language[language]
         allowed = [m.span() for pattern in rules.allow for m in pattern.finditer(text)]
         for category, severity, start, end, source in _matches(text, language, rules):
             if any(start < b and a < end for a, b in allowed):  # an allowed phrase overlaps it
