@@ -49,7 +49,7 @@ from vibevoice.engines.vibevoice import configuration  # noqa: E402
 from vibevoice.engines.vibevoice.generation import GenerationOptions, generate_chunk  # noqa: E402
 from vibevoice.engines.vibevoice.preflight import GIB, estimate, kv_bytes_per_token, report  # noqa: E402
 from vibevoice.engines.vibevoice.processing import build_inputs, check_clip, conversation  # noqa: E402
-from vibevoice.render import RenderSettings  # noqa: E402
+from vibevoice.job.model import RenderSettings  # noqa: E402
 from vibevoice.script import parse_script  # noqa: E402
 
 SCRIPT = "[Alice] Hello there, how are you today?\n[Ben] Fine, thanks. And you?\n[Alice] Very well."

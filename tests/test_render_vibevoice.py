@@ -13,12 +13,13 @@ import pytest
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).parent))
+from conftest import run_cli  # noqa: E402
 from vibevoice_tiny import VOICE_SCRIPT, forced_engine, speech_plan, tiny_dir  # noqa: E402
 
-from conftest import run_cli  # noqa: E402
 from vibevoice.engines import get_engine  # noqa: E402
 from vibevoice.export import export_job  # noqa: E402
-from vibevoice.render import Job, RenderSettings  # noqa: E402
+from vibevoice.job.model import RenderSettings  # noqa: E402
+from vibevoice.job.runner import Job  # noqa: E402
 from vibevoice.script import parse_script  # noqa: E402
 from vibevoice.voices import assign_voices, load_templates  # noqa: E402
 
@@ -73,9 +74,10 @@ def test_cli_refuses_vibevoice_without_a_checkpoint(tmp_path):
 
 
 def test_a_cloned_voice_job_records_consent_and_announces_itself(engine, model_dir, tmp_path):
+    from vibevoice_tiny import noise_clip
+
     from vibevoice.cloning import clone_voice
     from vibevoice.provenance import read_tags
-    from vibevoice_tiny import noise_clip
 
     script = parse_script(VOICE_SCRIPT)
     voices = assign_voices(script.speakers, script.speaker_languages(), {}, load_templates())

@@ -16,7 +16,7 @@ from vibevoice_tiny import (VOICE_SCRIPT, kv_heavy_checkpoint, measured_working_
 
 from vibevoice.engines.vibevoice import configuration  # noqa: E402
 from vibevoice.engines.vibevoice.preflight import GIB, estimate, kv_bytes_per_token, preflight  # noqa: E402
-from vibevoice.render import RenderSettings  # noqa: E402
+from vibevoice.job.model import RenderSettings  # noqa: E402
 from vibevoice.script import parse_script  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -71,7 +71,7 @@ def test_preflight_report_and_levers(tmp_path_factory):
 
 
 def test_preflight_command(tmp_path_factory, tmp_path):
-    from vibevoice.engines.vibevoice.cli import preflight_command
+    from vibevoice.cli.preflight import preflight_command
     import typer
 
     app = typer.Typer()

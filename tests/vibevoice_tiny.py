@@ -41,10 +41,15 @@ CHAT_TEMPLATE = (
 
 
 def tiny_config(hidden: int = 32, layers: int = 2, latent: int = 16, max_positions: int = 8192, heads: int = 4,
-                kv_heads: int = 2, tie: bool = True):
+                kv_heads: int = 2, tie: bool = True, codec_init: float = 0.13):
+    """``codec_init``: the σ-VAE codecs' weight init. The default 0.01 of the real configs makes a codec this
+    narrow decode at ~1e-10 (below fp16's smallest number: fp16 audio would be all zeros and every
+    comparison trivially equal); 0.13 gives speech-like levels (RMS ~0.07, peaks ~0.4) in every dtype,
+    while 0.3 already overflows fp16 (the risk fp16 has on real weights)."""
     from transformers import VibeVoiceConfig
 
-    codec = {"num_filters": 2, "depths": [1] * 7, "kernel_size": 3, "downsampling_ratios": [2, 2, 4, 5, 5, 8]}
+    codec = {"num_filters": 2, "depths": [1] * 7, "kernel_size": 3, "downsampling_ratios": [2, 2, 4, 5, 5, 8],
+             "initializer_range": codec_init}
     return VibeVoiceConfig(
         text_config={
             "model_type": "qwen2", "vocab_size": 260, "hidden_size": hidden, "intermediate_size": 2 * hidden,
@@ -180,11 +185,11 @@ def clone_voice(clip: Path, voice_id: str = "clone"):
                          spec={"kind": "clone", "clip": str(clip), "consent": True})
 
 
-def forced_engine(model_dir: Path, plan: list[int], chunk_frames: int = 4):
+def forced_engine(model_dir: Path, plan: list[int], chunk_frames: int = 4, dtype: str | None = None):
     """An engine on the tiny checkpoint whose control tokens follow ``plan`` (for every scene/row)."""
     from vibevoice.engines.vibevoice import VibeVoiceEngine
 
-    engine = VibeVoiceEngine(model_dir, device="cpu", chunk_frames=chunk_frames)
+    engine = VibeVoiceEngine(model_dir, device="cpu", chunk_frames=chunk_frames, dtype=dtype)
     engine.logits_processors = lambda scene, prompt_length: [ForceTokens([plan] * 8, prompt_length)]
     return engine
 

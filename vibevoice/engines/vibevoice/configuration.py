@@ -10,20 +10,31 @@ where real ones should be. Each check says what it found and what to do.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from ...errors import BadInput
+
+log = logging.getLogger(__name__)
+
 ENV_MODEL_DIR = "VIBEVOICE_MODEL_DIR"
+# What a user with a checkpoint in Microsoft's original layout can do. transformers' conversion script
+# (convert_vibevoice_to_hf.py, in its source tree, not in the wheel) takes a Hub model id and downloads
+# the original weights itself, so it cannot convert a local or fine-tuned directory offline.
 CONVERT_HINT = (
-    "Convert it with transformers' conversion script (in the transformers source tree, not in the pip wheel): "
-    "git clone --branch v5.23.0 https://github.com/huggingface/transformers && python transformers/src/transformers/"
-    "models/vibevoice/convert_vibevoice_to_hf.py --checkpoint microsoft/VibeVoice-1.5B --output_dir DIR "
-    "(or --checkpoint aoi-ot/VibeVoice-Large), or download an already converted checkpoint "
-    "(e.g. vibevoice/VibeVoice-1.5B-hf)."
+    "This engine loads only checkpoints in transformers' converted layout. Download a converted one on a machine "
+    "with internet (e.g. `hf download vibevoice/VibeVoice-1.5B-hf --local-dir DIR`) and copy DIR here. Converting "
+    "needs internet too: transformers' convert_vibevoice_to_hf.py (in the transformers v5.23.0 source tree, not in "
+    "the pip wheel) takes a Hub model id (--checkpoint microsoft/VibeVoice-1.5B --output_dir DIR, or "
+    "aoi-ot/VibeVoice-Large) and downloads the original weights itself, so it cannot convert a local or fine-tuned "
+    "original directory offline: upload that to a (private) Hub repository, convert it on a machine with internet "
+    "and copy the output directory here."
 )
 # Keys only the original (pre-conversion) layout has, in config.json and in the weights.
 _ORIGINAL_CONFIG_KEYS = {"decoder_config", "acoustic_tokenizer_config", "semantic_tokenizer_config", "acoustic_vae_dim"}
@@ -31,7 +42,7 @@ _ORIGINAL_WEIGHT_MARKS = ("acoustic_tokenizer.", "semantic_tokenizer.", "predict
 KNOWN_SIZES = {1536: "VibeVoice-1.5B", 3584: "VibeVoice-Large"}  # by the LM's hidden size
 
 
-class CheckpointError(ValueError):
+class CheckpointError(BadInput):
     """The directory is not a usable converted VibeVoice checkpoint; the message says why and what to do."""
 
 
@@ -197,11 +208,14 @@ def _numel(shape: tuple[int, ...]) -> int:
 def choose_device(requested: str | None = None) -> torch.device:
     """CUDA, then Apple MPS, then CPU, unless ``requested`` (``cuda``, ``cuda:1``, ``mps``, ``cpu``)."""
     if requested:
-        device = torch.device(requested)
+        try:
+            device = torch.device(requested)
+        except RuntimeError as err:
+            raise BadInput(f"unknown device {requested!r}; use cuda, cuda:N, mps or cpu") from err
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device {requested!r} requested but CUDA is not available here")
+            raise BadInput(f"device {requested!r} requested but CUDA is not available here")
         if device.type == "mps" and not torch.backends.mps.is_available():
-            raise ValueError(f"device {requested!r} requested but MPS is not available here")
+            raise BadInput(f"device {requested!r} requested but MPS is not available here")
         return device
     if torch.cuda.is_available():
         return torch.device("cuda")
@@ -212,46 +226,86 @@ def choose_device(requested: str | None = None) -> torch.device:
 
 _DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
            "fp32": torch.float32, "float32": torch.float32}
+FP16_WARNING = ("fp16 was asked for: VibeVoice is released and tested in bf16 (CUDA) and fp32 (MPS, CPU); in fp16 "
+                "the σ-VAE decoder and the diffusion head can overflow (NaNs, silence or noise). Use bf16 or fp32 "
+                "unless you have checked the output")
 
 
-def choose_dtype(device: torch.device, requested: str | None = None) -> torch.dtype:
-    """bf16 on CUDA where the GPU supports it, fp16 on other accelerators, fp32 on CPU."""
+def choose_dtype(device: torch.device, requested: str | None = None, notes: list[str] | None = None) -> torch.dtype:
+    """The original implementation's choice: bf16 on CUDA where the GPU supports it, else fp32; fp32 on MPS
+    ("MPS requires float32") and on CPU. fp16 only when ``requested``, with a warning (appended to
+    ``notes`` and logged), because VibeVoice is never run in fp16 upstream."""
     if requested:
         if requested not in _DTYPES:
-            raise ValueError(f"unknown dtype {requested!r}; use one of bf16, fp16, fp32")
-        return _DTYPES[requested]
+            raise BadInput(f"unknown dtype {requested!r}; use one of bf16, fp16, fp32")
+        dtype = _DTYPES[requested]
+        if dtype == torch.float16:
+            _note(notes, FP16_WARNING)
+        elif dtype == torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            _note(notes, "bf16 was asked for but this GPU has no native bf16 support: it runs emulated and slowly; "
+                         "fp32 (the default here) is faster")
+        return dtype
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "mps":
-        return torch.float16
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
     return torch.float32
 
 
-def choose_attention(device: torch.device, requested: str | None = None) -> str:
-    """FlashAttention 2 when ``flash_attn`` imports and the device is CUDA, else SDPA."""
-    if requested:
-        return requested
-    if device.type == "cuda":
-        try:
-            import flash_attn  # noqa: F401
+def flash_attention_problem() -> str | None:
+    """Why FlashAttention 2 cannot be used here (None when ``flash_attn`` imports); "not installed" when absent."""
+    try:
+        if importlib.util.find_spec("flash_attn") is None:
+            return "not installed"
+        import flash_attn  # noqa: F401
+    except Exception as err:  # a wheel built for another torch/CUDA fails with ImportError, OSError, ...
+        return f"{type(err).__name__}: {err}"
+    return None
 
-            return "flash_attention_2"
-        except ImportError:
-            pass
+
+def choose_attention(device: torch.device, requested: str | None = None, notes: list[str] | None = None) -> str:
+    """FlashAttention 2 on CUDA when ``flash_attn`` imports (the implementation VibeVoice was tested with),
+    else SDPA. When FlashAttention 2 was asked for or is installed but cannot be used, the fallback to SDPA
+    comes with a warning, as in the original ("may result in lower audio quality")."""
+    if requested not in (None, "flash_attention_2"):
+        return requested
+    problem = "it needs a CUDA device" if device.type != "cuda" else flash_attention_problem()
+    if problem is None:
+        return "flash_attention_2"
+    if requested or problem != "not installed" and device.type == "cuda":
+        _note(notes, f"FlashAttention 2 cannot be used ({problem}); using SDPA instead. VibeVoice was tested with "
+                     "FlashAttention 2, and SDPA may give slightly lower audio quality")
     return "sdpa"
+
+
+def _note(notes: list[str] | None, message: str) -> None:
+    log.warning(message)
+    if notes is not None and message not in notes:
+        notes.append(message)
 
 
 def dtype_name(dtype: torch.dtype) -> str:
     return {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}[dtype]
 
 
-def load(checkpoint: Checkpoint, device: torch.device, dtype: torch.dtype, attention: str):
+def load(checkpoint: Checkpoint, device: torch.device, dtype: torch.dtype, attention: str,
+         notes: list[str] | None = None):
     """Load model and processor from a checked checkpoint. Attention is set on the text sub-config only:
-    a plain string would also be applied to the codec sub-models, which do not support it."""
+    a plain string would also be applied to the codec sub-models, which do not support it. When
+    FlashAttention 2 fails to initialise, the model is loaded with SDPA and a warning goes to ``notes``
+    (the attention in use is ``model.config.text_config._attn_implementation``)."""
     from transformers import VibeVoiceForConditionalGeneration, VibeVoiceProcessor
 
-    model, info = VibeVoiceForConditionalGeneration.from_pretrained(
-        checkpoint.path, dtype=dtype, attn_implementation={"text_config": attention}, output_loading_info=True)
+    def from_pretrained(implementation: str):
+        return VibeVoiceForConditionalGeneration.from_pretrained(
+            checkpoint.path, dtype=dtype, attn_implementation={"text_config": implementation}, output_loading_info=True)
+
+    try:
+        model, info = from_pretrained(attention)
+    except (ImportError, OSError, RuntimeError, ValueError) as err:
+        if attention != "flash_attention_2":
+            raise
+        _note(notes, f"FlashAttention 2 failed to load ({type(err).__name__}: {str(err)[:300]}); using SDPA instead. "
+                     "VibeVoice was tested with FlashAttention 2, and SDPA may give slightly lower audio quality")
+        model, info = from_pretrained("sdpa")
     problems = {k: v for k, v in info.items() if v and k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
     if problems:
         raise CheckpointError(f"loading {checkpoint.path} left weights unset or unused: {problems}")

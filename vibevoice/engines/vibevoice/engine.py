@@ -1,4 +1,4 @@
-"""The VibeVoice engine: a whole script in one resumable, streamed, long-form generation.
+"""The VibeVoice engine: a whole script in one resumable, long-form generation.
 
 Unlike the stateless engines, VibeVoice reads the entire script (all speakers, all lines) in its prompt
 and speaks it as one continuous stream, so the renderer hands it the whole job (``render_job``)
@@ -7,6 +7,27 @@ would overflow, each scene is generated in chunk calls with carried state (``gen
 is saved after every chunk under ``job_dir/state/vibevoice``, and a later call resumes from there when
 script, voices, settings, model and device are unchanged. Line timings are estimates: the model
 produces no turn markers.
+
+Which reference the audio matches: Microsoft's original inference code (the community fork
+vibevoice-community/VibeVoice, ``modular/modeling_vibevoice_inference.py`` with its processor and
+demos), not transformers' ``VibeVoiceForConditionalGeneration.generate()`` as called plainly. The
+model was trained and published with the original, so where the two differ the original decides:
+
+* no token-level CFG: with ``guidance_scale != 1`` transformers' ``generate()`` also switches on its
+  generic token-level CFG logits processor, which the original does not have (VibeVoice's guidance
+  is for the diffusion head only). It changes which control tokens the model picks (when speech
+  starts and ends), costs one extra LM forward per frame and a third, growing KV cache, and cannot be
+  carried across chunk calls. The engine drops it on purpose (``state.py``);
+* the codec streaming caches are zeroed at the end of a speech segment, as the original does;
+* reference clips are cast to the model's dtype (``speech_tensors.to(self.dtype)``); bf16 on CUDA,
+  fp32 on MPS and CPU, fp16 only on request (``configuration.choose_dtype``); FlashAttention 2 with a
+  fallback to SDPA and a warning;
+* every prompt (scene) numbers its voices 0..k-1 in order of appearance, and curly apostrophes are
+  made straight (``processing``).
+
+For the same control tokens and seed, a single speech segment is bit-identical to a plain
+``generate()`` call (the tests check this); what differs is which tokens a real model chooses and
+the audio after a segment boundary.
 """
 
 from __future__ import annotations
@@ -22,27 +43,31 @@ from pathlib import Path
 
 import numpy as np
 
+from ...audio import SAMPLE_RATE
+from ...errors import BadInput
+from ...job.model import RenderSettings
 from ...script import Line, Script
 from ...voices import CloneSpec, KokoroSpec, VoiceTemplate
-from ..base import SAMPLE_RATE, Capabilities, ChunkAudio, Engine, Segment
+from ..base import Capabilities, ChunkAudio, Engine, Segment
 from . import configuration
-from .generation import DEFAULT_CHUNK_FRAMES, GenerationOptions, StateStore, run, write_atomic
-from .processing import (FRAME_HEADROOM, FRAMES_PER_SECOND, Clip, Scene, build_inputs, conversation, plan_scenes,
-                         reference_clip, speaker_roles)
+from .generation import DEFAULT_CHUNK_FRAMES, GenerationOptions, StateMismatch, StateStore, run, write_atomic
+from .processing import (FRAME_HEADROOM, FRAMES_PER_SECOND, Clip, Scene, build_inputs, check_clip, conversation,
+                         estimated_frames, plan_scenes, reference_clip, scene_roles, speaker_roles)
 from .state import PINNED_TRANSFORMERS, check_transformers
 
 STATE_DIR = ("state", "vibevoice")
 # Seconds of compute per second of audio, for estimates: measured 60-100x on a 2-core CPU (1.5B, fp32);
-# the GPU figures are rough guides until measured (bench/bench_vibevoice.py prints the method).
+# the GPU figures are rough guides until measured (bench/bench_vibevoice_gpu.py measures them).
 TYPICAL_RTF = {"cpu": 80.0, "mps": 4.0, "cuda": 0.8}
 
 
 class VibeVoiceEngine(Engine):
     capabilities = Capabilities(
-        name="vibevoice", languages=frozenset({"en", "zh", "mixed"}), max_speakers=4, cloning=True, stateful=True,
+        name="vibevoice", languages=frozenset({"en", "zh", "mixed"}), max_speakers=4, cloning=True,
         seeded=True, plan_fields=frozenset(), max_chunk_chars=1_000_000, typical_rtf=TYPICAL_RTF["cpu"],
     )
-    version = f"vibevoice-transformers-{PINNED_TRANSFORMERS}/1"
+    # /2: prompts are numbered per scene and apostrophes normalised (a state saved by /1 is not resumed)
+    version = f"vibevoice-transformers-{PINNED_TRANSFORMERS}/2"
 
     def __init__(self, model_dir: str | Path | None = None, device: str | None = None, dtype: str | None = None,
                  attention: str | None = None, compile: bool = False, chunk_frames: int = DEFAULT_CHUNK_FRAMES,
@@ -50,19 +75,21 @@ class VibeVoiceEngine(Engine):
         check_transformers()
         self.checkpoint = configuration.inspect_checkpoint(model_dir)
         self.device = configuration.choose_device(device)
-        self.dtype = configuration.choose_dtype(self.device, dtype)
-        self.attention = configuration.choose_attention(self.device, attention)
+        # dtype and attention warnings (fp16 on request, no FlashAttention 2): repeated in every render's warnings
+        self.setup_warnings: list[str] = []
+        self.dtype = configuration.choose_dtype(self.device, dtype, self.setup_warnings)
+        self.attention = configuration.choose_attention(self.device, attention, self.setup_warnings)
         self.compile = compile
         self.chunk_frames = chunk_frames
         if offload_kv and self.device.type != "cuda":
-            raise ValueError("offload_kv moves the KV cache from the GPU to CPU RAM; it needs a CUDA device")
+            raise BadInput("offload_kv moves the KV cache from the GPU to CPU RAM; it needs a CUDA device")
         self.offload_kv = offload_kv  # memory lever (see preflight): KV cache in CPU RAM
         self.scene_minutes = scene_minutes  # memory lever: shorter scenes, smaller KV cache
         self.capabilities = replace(VibeVoiceEngine.capabilities, typical_rtf=TYPICAL_RTF.get(self.device.type, 80.0))
         # Test/experiment hook: (scene index, prompt length) -> extra logits processors. Random test
         # weights cannot choose control tokens, so tests force them; users never set this.
         self.logits_processors: Callable[[int, int], list] | None = None
-        self.warnings: list[str] = []  # of the last render: clip problems, scene cuts, frame limits
+        self.warnings: list[str] = list(self.setup_warnings)  # of the last render: + clips, scene cuts, frame limits
         self._loaded = None
         self._lock = threading.Lock()  # one render at a time: diffusion noise comes from the global RNG
 
@@ -78,7 +105,10 @@ class VibeVoiceEngine(Engine):
 
     def _load(self):
         if self._loaded is None:
-            self._loaded = configuration.load(self.checkpoint, self.device, self.dtype, self.attention)
+            self._loaded = configuration.load(self.checkpoint, self.device, self.dtype, self.attention,
+                                              self.setup_warnings)
+            # FlashAttention 2 may have failed to initialise: the identity records what is really used
+            self.attention = self._loaded[0].config.text_config._attn_implementation
         return self._loaded
 
     def options(self, settings) -> GenerationOptions:
@@ -94,7 +124,7 @@ class VibeVoiceEngine(Engine):
             return
         if voice.engine == "kokoro" and isinstance(voice.spec, KokoroSpec):
             return
-        raise ValueError(f"voice {voice.id!r} cannot be used with VibeVoice: it needs a reference clip (a clone "
+        raise BadInput(f"voice {voice.id!r} cannot be used with VibeVoice: it needs a reference clip (a clone "
                          f"template) or a Kokoro preset, not a {voice.engine}/{voice.spec.kind} voice")
 
     def resolve_clips(self, script: Script, voices: dict[str, VoiceTemplate], cache_dir: Path | None = None
@@ -103,7 +133,7 @@ class VibeVoiceEngine(Engine):
         job reads back exactly the clip it started with."""
         missing = [s for s in script.speakers if s not in voices]
         if missing:
-            raise ValueError(f"no voice for speaker(s) {', '.join(missing)}")
+            raise BadInput(f"no voice for speaker(s) {', '.join(missing)}")
         clips = {}
         for speaker in script.speakers:
             template = voices[speaker]
@@ -111,8 +141,6 @@ class VibeVoiceEngine(Engine):
             language = next((line.language for line in script.lines if line.speaker == speaker), "en")
             cached = cache_dir / f"{_slug(speaker)}-{_digest(template.spec.model_dump())}.npy" if cache_dir else None
             if cached is not None and cached.exists() and isinstance(template.spec, KokoroSpec):
-                from .processing import check_clip
-
                 clips[speaker] = check_clip(np.load(cached), SAMPLE_RATE, f"Kokoro preset {template.id!r}")
                 continue
             clips[speaker] = reference_clip(template, language)
@@ -143,9 +171,8 @@ class VibeVoiceEngine(Engine):
     # -- rendering -------------------------------------------------------------------------------------
 
     def synthesize(self, segments: list[Segment], voices: dict[str, VoiceTemplate]) -> ChunkAudio:
-        """Stateless use (a few segments): a throw-away job directory."""
-        from ...render import RenderSettings
-
+        """Stateless use (a few segments): a throw-away job directory. Of each segment only ``line_index``,
+        ``speaker``, ``text`` and ``language`` are used (VibeVoice takes no per-line delivery)."""
         lines = [Line(index=i, turn=i, speaker=s.speaker, text=s.text, language=s.language, source_line=i + 1,
                       column=1) for i, s in enumerate(segments)]
         speakers = list(dict.fromkeys(s.speaker for s in segments))
@@ -154,17 +181,17 @@ class VibeVoiceEngine(Engine):
         spans = [(segments[i].line_index, a, b) for i, (_, a, b) in enumerate(result.spans)]
         return ChunkAudio(result.audio, spans)
 
-    def render_job(self, job_dir: Path, script: Script, voices: dict[str, VoiceTemplate], settings, *,
-                   on_audio: Callable[[np.ndarray], None] | None = None,
-                   progress: Callable[[int, int], None] | None = None,
+    def render_job(self, job_dir: Path, script: Script, voices: dict[str, VoiceTemplate], settings: RenderSettings,
+                   *, progress: Callable[[int, int], None] | None = None,
                    stop: threading.Event | None = None) -> ChunkAudio:
         """Render (or resume) the whole script; see the module docstring. Spans are estimated per line."""
-        roles = speaker_roles(script)
+        roles = speaker_roles(script)  # checks the speaker count; each scene's prompt numbers its own
         root = Path(job_dir).joinpath(*STATE_DIR)
         with self._lock:
             clips = self.resolve_clips(script, voices, root / "voices")
             scenes = self.plan(script, clips)
-            self.warnings = [w for clip in clips.values() for w in clip.warnings]
+            self._load()  # before the identity: it records the attention really in use
+            self.warnings = list(self.setup_warnings) + [w for clip in clips.values() for w in clip.warnings]
             if len(scenes) > 1:
                 self.warnings.append("the script is longer than the model's context; it is rendered as "
                                      + "; ".join(self.scene_summary(script, clips)))
@@ -178,13 +205,10 @@ class VibeVoiceEngine(Engine):
             for scene in scenes:
                 if used >= budget:
                     break
-                if pieces:  # a short pause between scenes, streamed in order
+                if pieces:  # a short pause between scenes
                     pieces.append(gap)
                     offset += gap.size
-                    if on_audio is not None and gap.size:
-                        on_audio(gap)
-                inputs = build_inputs(self.processor, [conversation(
-                    scene.lines, roles, {s: c for s, c in clips.items() if s in {ln.speaker for ln in scene.lines}})])
+                inputs = build_inputs(self.processor, [self.scene_prompt(scene, clips)])
                 prompt_length = int(inputs["input_ids"].shape[1])
                 max_frames = min(self.checkpoint.max_positions - prompt_length, budget - used,
                                  math.ceil(scene.estimated_frames * FRAME_HEADROOM * 2) + 75)
@@ -194,15 +218,11 @@ class VibeVoiceEngine(Engine):
                     if progress is not None:
                         progress(done_before + steps, max(estimate, done_before + steps))
 
-                def frame(rows, audio) -> None:
-                    if on_audio is not None:
-                        on_audio(audio[0].float().cpu().numpy().astype(np.float32))
-
                 extra = self.logits_processors(scene.index, prompt_length) if self.logits_processors else None
                 store = StateStore(root / f"scene-{scene.index:03d}")
                 (audio,) = run(self.model, inputs, options, max_frames=max_frames, chunk_frames=self.chunk_frames,
                                seed=settings.seed + scene.index, store=store, identity={"fingerprint": identity},
-                               on_frame=frame, progress=report, stop=stop, logits_processors=extra)
+                               progress=report, stop=stop, logits_processors=extra)
                 used += math.ceil(audio.size / 3200)
                 if not all((store.progress() or {}).get("finished", [True])):
                     self.warnings.append(f"scene {scene.index + 1} reached its frame limit ({max_frames} frames) before "
@@ -213,33 +233,11 @@ class VibeVoiceEngine(Engine):
             full = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
             return ChunkAudio(full.astype(np.float32), spans)
 
-    def render_batch(self, jobs: list[tuple[Script, dict[str, VoiceTemplate]]], settings,
-                     progress: Callable[[int, int], None] | None = None) -> list[ChunkAudio]:
-        """Several short scripts as one left-padded batch (for queues of short jobs: more audio per second
-        of GPU time). Each row has its own speakers, voices and carried state; rows that finish early are
-        held at EOS while the others go on. Not resumable (short jobs are cheap to redo), one scene per
-        script, and a row's audio differs from rendering it alone (the diffusion noise is drawn for the
-        whole batch), though it is the same for the same batch and seed."""
-        with self._lock:
-            prompts, plans = [], []
-            for script, voices in jobs:
-                roles = speaker_roles(script)
-                clips = self.resolve_clips(script, voices)
-                scenes = self.plan(script, clips)
-                if len(scenes) > 1:
-                    raise ValueError("a script longer than one context cannot be batched; render it on its own")
-                prompts.append(conversation(script.lines, roles, clips))
-                plans.append(scenes[0])
-            inputs = build_inputs(self.processor, prompts)
-            prompt_length = int(inputs["input_ids"].shape[1])
-            budget = int(settings.max_minutes * 60 * FRAMES_PER_SECOND)
-            max_frames = min(self.checkpoint.max_positions - prompt_length, budget,
-                             max(math.ceil(p.estimated_frames * FRAME_HEADROOM * 2) + 75 for p in plans))
-            extra = self.logits_processors(-1, prompt_length) if self.logits_processors else None
-            report = (lambda steps: progress(steps, max_frames)) if progress else None
-            audio = run(self.model, inputs, self.options(settings), max_frames=max_frames,
-                        chunk_frames=self.chunk_frames, seed=settings.seed, progress=report, logits_processors=extra)
-            return [ChunkAudio(a, _estimate_spans(script.lines, 0, a.size)) for a, (script, _) in zip(audio, jobs)]
+    def scene_prompt(self, scene: Scene, clips: dict[str, Clip]) -> tuple[list[dict], list[np.ndarray]]:
+        """One scene's prompt: its speakers numbered 0..k-1 in order of appearance in the scene, each with
+        its own clip (the same clip in every scene, so a speaker keeps its voice)."""
+        roles = scene_roles(scene.lines)
+        return conversation(scene.lines, roles, {s: c for s, c in clips.items() if s in roles})
 
     def scene_summary(self, script: Script, clips: dict[str, Clip]) -> list[str]:
         """Where scene boundaries fall (for preflight and the page)."""
@@ -264,8 +262,6 @@ class VibeVoiceEngine(Engine):
 
 def _check_root(root: Path, identity: str, scenes: list[Scene]) -> None:
     """Refuse to continue a state that belongs to something else; record what this state is for."""
-    from .generation import StateMismatch
-
     marker = root / "render.json"
     if marker.exists():
         saved = json.loads(marker.read_text("utf-8"))
@@ -281,15 +277,9 @@ def _check_root(root: Path, identity: str, scenes: list[Scene]) -> None:
 
 def _estimate_spans(lines: list[Line], offset: int, samples: int) -> list[tuple[int, int, int]]:
     """Share a scene's audio among its lines in proportion to their estimated speaking time."""
-    weights = np.array([max(1, _frames(line)) for line in lines], dtype=np.float64)
+    weights = np.array([max(1, estimated_frames(line)) for line in lines], dtype=np.float64)
     edges = np.round(np.concatenate([[0], np.cumsum(weights)]) / weights.sum() * samples).astype(int)
     return [(line.index, offset + int(a), offset + int(b)) for line, a, b in zip(lines, edges[:-1], edges[1:])]
-
-
-def _frames(line: Line) -> int:
-    from .processing import estimated_frames
-
-    return estimated_frames(line)
 
 
 def _digest(obj) -> str:

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ...atomic import write_atomic
+from ...errors import Conflict
 from .state import Carry, ChunkHooks, cache_length, kv_delta, kv_join
 
 DEFAULT_CHUNK_FRAMES = 32  # 4.3 s of audio per call: the unit of progress, stopping and saving
@@ -87,7 +88,7 @@ def generate_chunk(model, inputs: dict[str, Any], carry: Carry | None, frames: i
     if stop is not None:
         kwargs["stopping_criteria"] = StoppingCriteriaList([_StopOnEvent(stop)])
     if carry is None:
-        model_inputs = {k: v.to(model.device) if torch.is_tensor(v) else v for k, v in inputs.items()}
+        model_inputs = to_model(model, inputs)
         attention_mask = model_inputs["attention_mask"]
         if options.static_cache_length:
             kwargs.update(cache_implementation="offloaded_static" if options.offload_kv else "static",
@@ -112,7 +113,19 @@ def generate_chunk(model, inputs: dict[str, Any], carry: Carry | None, frames: i
     return ChunkResult(new_carry, audio, new_carry.steps - (carry.steps if carry else 0))
 
 
-class StateMismatch(RuntimeError):
+def to_model(model, inputs: dict[str, Any]) -> dict[str, Any]:
+    """Tensors onto the model's device; floating ones (the reference clips' ``input_values``, which the
+    processor returns as float32) also in the model's dtype, as the original does with
+    ``speech_tensors.to(self.dtype)``: a bf16 or fp16 codec refuses float32 input."""
+    out = {}
+    for key, value in inputs.items():
+        if torch.is_tensor(value):
+            value = value.to(model.device, dtype=model.dtype) if value.is_floating_point() else value.to(model.device)
+        out[key] = value
+    return out
+
+
+class StateMismatch(Conflict):
     """A saved state belongs to a different script, voices, settings, model or device."""
 
 

@@ -1,7 +1,8 @@
 """From a script and voice templates to model inputs: speaker roles, reference clips, prompts, scenes.
 
 VibeVoice reads the whole script in its prompt and then speaks it as one continuous stream. Script
-speakers become the model's speaker roles "0".."3" in order of appearance. A speaker's voice is a
+speakers become the model's speaker roles "0".."3" in order of appearance in each prompt (each scene is
+numbered afresh, as the original implementation numbers every prompt). A speaker's voice is a
 reference clip in the prompt (one per speaker, at 24 kHz mono; every 3200 samples become one prompt
 token). Clips come from a cloning template (an upload or a file) or, so that the built-in presets work
 here too, are rendered by the embedded Kokoro engine from a preset.
@@ -21,10 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from ... import paths
+from ...audio import SAMPLE_RATE
+from ...errors import BadInput
 from ...script import Line, Script, estimate_speech_seconds
 from ...voices import CloneSpec, KokoroSpec, VoiceTemplate
 
-SAMPLE_RATE = 24_000
 HOP = 3200  # samples per frame / per prompt token of a clip
 FRAMES_PER_SECOND = SAMPLE_RATE / HOP  # 7.5
 MAX_SPEAKERS = 4
@@ -45,7 +47,7 @@ REFERENCE_TEXT = {
 FRAME_HEADROOM = 1.1
 
 
-class ClipError(ValueError):
+class ClipError(BadInput):
     """A reference clip cannot be used; the message names the file and the reason."""
 
 
@@ -148,17 +150,32 @@ def reference_clip(template: VoiceTemplate, language: str = "en") -> Clip:
 def speaker_roles(script: Script) -> dict[str, str]:
     """Script speakers → VibeVoice roles "0".."3", in order of first appearance."""
     if len(script.speakers) > MAX_SPEAKERS:
-        raise ValueError(f"VibeVoice speaks at most {MAX_SPEAKERS} speakers; this script has {len(script.speakers)} "
+        raise BadInput(f"VibeVoice speaks at most {MAX_SPEAKERS} speakers; this script has {len(script.speakers)} "
                          f"({', '.join(script.speakers)}). Merge speakers or split the script.")
     return {speaker: str(i) for i, speaker in enumerate(script.speakers)}
 
 
+def scene_roles(lines: list[Line]) -> dict[str, str]:
+    """The roles of one prompt: its speakers numbered "0".."k-1" in order of first appearance *in these lines*.
+
+    The original implementation always numbers a prompt's voices from 0 in order of appearance, so a
+    later scene is numbered afresh (its first speaker is "0" even if that speaker was "2" in scene 1);
+    which voice a speaker has comes from the clip placed under its number, not from the number."""
+    return {speaker: str(i) for i, speaker in enumerate(dict.fromkeys(line.speaker for line in lines))}
+
+
+def model_text(text: str) -> str:
+    """Text as the model is given it: curly apostrophes made straight, as both original demos do (the
+    checkpoints were trained on straight ones; ’ is also split into odd tokens)."""
+    return text.replace("\u2019", "'")
+
+
 def conversation(lines: list[Line], roles: dict[str, str], clips: dict[str, Clip]) -> tuple[list[dict], list[np.ndarray]]:
     """Chat messages for the processor's template, and the clips in the order the template places them
-    (one per speaker, in that speaker's first message)."""
+    (one per speaker, in that speaker's first message). ``roles`` should be ``scene_roles(lines)``."""
     messages, ordered, voiced = [], [], set()
     for line in lines:
-        content: list[dict] = [{"type": "text", "text": line.text}]
+        content: list[dict] = [{"type": "text", "text": model_text(line.text)}]
         if line.speaker in clips and line.speaker not in voiced:
             voiced.add(line.speaker)
             content.append({"type": "audio", "audio": clips[line.speaker].audio})
@@ -224,7 +241,7 @@ def plan_scenes(lines: list[Line], clips: dict[str, Clip], count_tokens, max_pos
             current.append(line)
             continue
         if not current:
-            raise ValueError(f"script line {line.source_line} alone does not fit the model's context of "
+            raise BadInput(f"script line {line.source_line} alone does not fit the model's context of "
                              f"{max_positions} positions; split it")
         # prefer to cut where the speaker changes, within the last few lines
         cut = next((i for i in range(len(current) - 1, max(0, len(current) - 6), -1)

@@ -52,6 +52,8 @@ from typing import Any
 
 import torch
 
+from ...errors import Unavailable
+
 PINNED_TRANSFORMERS = "5.23.0"
 
 # Private pieces of transformers this adapter relies on, with a hash of their source at the pinned
@@ -69,7 +71,7 @@ HOOKED = {
 }
 
 
-class AdapterMismatch(RuntimeError):
+class AdapterMismatch(Unavailable):
     """The installed transformers differs from the release the state adapter was written against."""
 
 
@@ -97,8 +99,15 @@ def source_fingerprints() -> dict[str, str | None]:
 
 
 def check_transformers() -> None:
-    """Raise ``AdapterMismatch`` naming what changed when transformers is not the pinned release."""
-    import transformers
+    """Raise ``AdapterMismatch`` naming what changed when transformers is not the pinned release
+    (``Unavailable`` when transformers or diffusers is not installed at all)."""
+    try:
+        import diffusers  # noqa: F401  (its DPM-Solver is generation's default noise scheduler)
+        import transformers
+        from transformers import VibeVoiceForConditionalGeneration  # noqa: F401
+    except ImportError as err:
+        raise Unavailable(f"the VibeVoice engine needs transformers=={PINNED_TRANSFORMERS} and diffusers ({err}); "
+                          f"install them: pip install transformers=={PINNED_TRANSFORMERS} diffusers") from err
 
     changed = [name for name, digest in source_fingerprints().items() if digest != HOOKED[name]]
     if transformers.__version__ != PINNED_TRANSFORMERS or changed:
