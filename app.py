@@ -17,8 +17,7 @@ from fastapi import FastAPI  # noqa: E402
 
 from ui.page import PLAYER_JS, build_page  # noqa: E402
 from vibevoice.api import create_api  # noqa: E402
-from vibevoice.jobs import JobService  # noqa: E402
-
+from vibevoice.job.service import JobService  # noqa: E402
 
 # System fonts only: the default theme would ask a web font service, which an offline machine lacks.
 THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])

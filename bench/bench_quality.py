@@ -32,12 +32,12 @@ os.environ.setdefault("VIBEVOICE_QA_THREADS", "2")
 
 from vibevoice.engines import SAMPLE_RATE
 from vibevoice.export import export_job, layout
+from vibevoice.job.runner import Job
 from vibevoice.qa import check, recognise, speakers
 from vibevoice.qa.intelligibility import error_rate
 from vibevoice.qa.report import line_audio, score_job, table
 from vibevoice.qa.report import number as num
 from vibevoice.qa.report import percent as pct
-from vibevoice.render import Job
 from vibevoice.script import parse_script
 from vibevoice.voices import assign_voices, load_templates
 

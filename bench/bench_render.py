@@ -18,7 +18,8 @@ from pathlib import Path
 
 from vibevoice.engines import SAMPLE_RATE, get_engine
 from vibevoice.export import export_job
-from vibevoice.render import Job, RenderSettings
+from vibevoice.job.model import RenderSettings
+from vibevoice.job.runner import Job
 from vibevoice.script import parse_script
 from vibevoice.voices import assign_voices, load_templates
 
@@ -54,13 +55,13 @@ def run(minutes: float, qa: bool = False) -> float:
         script = parse_script(text)
         voices = assign_voices(script.speakers, {}, {}, load_templates())
         job = Job.create(Path(tmp) / "job", text, voices, RenderSettings(qa=qa))
-        stamps = []
-        job.render(on_chunk=lambda chunk, audio: stamps.append(time.perf_counter()))
+        stamps = []  # progress is reported as each chunk starts and once at the end: chunk n ends at stamp n+1
+        job.render(progress=lambda p: stamps.append(time.perf_counter()))
         t_render = time.perf_counter()
         outputs = export_job(job, Path(tmp) / "out.mp3")
         t_end = time.perf_counter()
         audio_s = sum(c.samples for c in job.manifest.chunks) / SAMPLE_RATE
-        per_chunk = [b - a for a, b in zip([t0] + stamps[:-1], stamps)]
+        per_chunk = [b - a for a, b in zip(stamps[:-1], stamps[1:])]
         tenth = max(1, len(per_chunk) // 10)
         first = sum(per_chunk[1:tenth + 1]) / tenth
         last = sum(per_chunk[-tenth:]) / tenth

@@ -51,7 +51,7 @@ DIALOGUE = """\
 def rendered_job(tmp_path_factory):
     """The dialogue above rendered once with the embedded engine, exported with stems."""
     from vibevoice.export import export_job
-    from vibevoice.render import Job
+    from vibevoice.job.runner import Job
     from vibevoice.script import parse_script
     from vibevoice.voices import assign_voices, load_templates
 

@@ -12,7 +12,6 @@ import numpy as np
 import openai
 import pytest
 import soundfile as sf
-
 from conftest import Server
 
 DIALOGUE = "[Host] Welcome to the show.\n[Guest] Thanks, it is great to be here.\n"

@@ -10,12 +10,12 @@ import httpx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+from conftest import run_cli  # noqa: E402
 from vibevoice_tiny import noise_clip  # noqa: E402
 
-from conftest import run_cli  # noqa: E402
 from vibevoice import audit  # noqa: E402
 from vibevoice.cloning import ConsentRequired, clone_voice  # noqa: E402
-from vibevoice.render import Job  # noqa: E402
+from vibevoice.job.runner import Job  # noqa: E402
 from vibevoice.voices import VoiceTemplate, load_templates  # noqa: E402
 
 

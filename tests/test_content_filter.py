@@ -6,11 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli
+
 from vibevoice import audit, paths
 from vibevoice.content_filter import USER_FILE, ContentBlocked, RulesError, check, enforce, parse_rules
-from vibevoice.render import Job, RenderSettings
+from vibevoice.job.model import RenderSettings
+from vibevoice.job.runner import Job
 from vibevoice.script import parse_script
 from vibevoice.voices import load_templates
 

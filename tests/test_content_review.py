@@ -10,8 +10,9 @@ from openai_compat_server import MODEL_ID, free_port, make_app, serve
 from vibevoice import paths
 from vibevoice.content_filter import CATEGORIES
 from vibevoice.content_review import SYSTEM_PROMPT, ContentReviewError, review
+from vibevoice.job.model import RenderSettings
+from vibevoice.job.runner import Job
 from vibevoice.plan import PlannerSettings, local_model
-from vibevoice.render import Job, RenderSettings
 from vibevoice.script import parse_script
 from vibevoice.voices import load_templates
 

@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import soundfile as sf
-
 from conftest import ROOT
 
 GUARD = """

@@ -6,7 +6,6 @@ import shutil
 
 import pytest
 import soundfile as sf
-
 from conftest import ARTIFACTS
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -9,9 +9,9 @@ import typer
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
+from vibevoice.cli.plan import plan_command
 from vibevoice.plan import PLANNERS, LinePlan, Plan, PlanError, PlannerSettings, load_plan, make_plan, rules
 from vibevoice.plan.base import blocks
-from vibevoice.plan.cli import plan_command
 from vibevoice.script import parse_script
 
 DIALOGUE = parse_script("""\

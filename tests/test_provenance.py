@@ -11,8 +11,9 @@ from mutagen.id3 import ID3
 
 from vibevoice import __version__, disclosure
 from vibevoice.export import export_job
+from vibevoice.job.model import RenderSettings
+from vibevoice.job.runner import Job
 from vibevoice.provenance import read_tags
-from vibevoice.render import Job, RenderSettings
 from vibevoice.voices import CloneSpec, VoiceTemplate, load_templates
 
 

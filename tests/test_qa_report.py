@@ -26,7 +26,7 @@ def test_score_job_gives_a_row_per_line_and_summaries(rendered_job):
 
 
 def _app() -> typer.Typer:
-    from vibevoice.qa.cli import qa_command
+    from vibevoice.cli.qa import qa_command
 
     app = typer.Typer()
     app.command("qa")(qa_command)

@@ -11,9 +11,9 @@ import time
 
 import numpy as np
 import soundfile as sf
-
 from conftest import DIALOGUE, ROOT, run_cli
-from vibevoice.render import Job
+
+from vibevoice.job.runner import Job
 from vibevoice.script import parse_script
 from vibevoice.voices import assign_voices, load_templates
 
@@ -127,9 +127,9 @@ def test_editing_one_line_rerenders_only_that_line(tmp_path):
     job = Job.create(tmp_path, edited, voices)
     pending = job.pending
     assert [job.script.lines[c.line_index].text for c in pending] == ["Then we will wait and see."]
-    rendered = []
-    job.render(on_chunk=lambda chunk, audio: rendered.append(chunk.text))
-    assert rendered == ["Then we will wait and see."]
+    seen = []
+    job.render(progress=seen.append)
+    assert [p.text for p in seen if p.text] == ["Then we will wait and see."]
     after = {c.key: (tmp_path / c.file).stat().st_mtime_ns for c in job.manifest.chunks}
     assert all(after[k] == before[k] for k in after if k in before), "an unchanged chunk was re-rendered"
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import soundfile as sf
-
 from conftest import run_cli
-from vibevoice.render import Job
+
+from vibevoice.job.runner import Job
 
 
 def test_failing_take_is_rerendered_and_every_take_recorded(tmp_path):
@@ -36,7 +36,7 @@ def test_failing_take_is_rerendered_and_every_take_recorded(tmp_path):
 
 
 def test_switching_qa_on_hears_finished_chunks_without_rerendering_them(tmp_path):
-    from vibevoice.render import RenderSettings
+    from vibevoice.job.model import RenderSettings
     from vibevoice.voices import load_templates
 
     text, voices = "[A] The weather is lovely today.\n", {"A": load_templates()["deep-male"]}

@@ -6,9 +6,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import ROOT
 from pydantic import ValidationError
 
-from conftest import ROOT
 from vibevoice.voices import KokoroSpec, VoiceError, VoiceTemplate, assign_voices, load_templates, save_template
 
 

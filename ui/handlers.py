@@ -9,18 +9,24 @@ from __future__ import annotations
 import html
 import os
 import time
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
-from vibevoice import paths
+from vibevoice import delivery, paths
+from vibevoice.audio import SAMPLE_RATE, clock
 from vibevoice.cloning import clone_voice
-from vibevoice.content_filter import check as check_content, default_mode as default_filter_mode
-from vibevoice.engines import SAMPLE_RATE, get_engine
-from vibevoice.jobs import ACTIVE, JobInfo, JobRequest, JobService
-from vibevoice.render import RenderSettings, clock
+from vibevoice.content_filter import check as check_content
+from vibevoice.content_filter import default_mode as default_filter_mode
+from vibevoice.engines import get_engine
+from vibevoice.errors import BadInput, VibeVoiceError
+from vibevoice.job.model import ACTIVE, RenderSettings
+from vibevoice.job.service import JobInfo, JobRequest, JobService
+from vibevoice.plan import load_plan
 from vibevoice.script import ScriptError, parse_script
-from vibevoice.voices import VoiceError, assign_voices, load_templates
+from vibevoice.voices import assign_voices, load_templates
 
 MAX_SPEAKERS = 4
 EXAMPLES = {p.stem: p for p in sorted((paths.PRESETS_DIR / "scripts").glob("*.txt"))}
@@ -29,6 +35,54 @@ FILTER_MODES = {"Block severe lines, flag the rest": "block", "Flag only": "flag
 NOTICES = {"Automatic (at the start when a voice is cloned)": "auto", "At the start": "start", "At the end": "end",
            "Off": "off"}
 POLL_SECONDS = 0.5
+
+
+@dataclass
+class SpeakerRow:
+    """What one speaker row of the page holds (the page sends these four values per row, in this order)."""
+
+    speaker: str
+    voice: str | None
+    hint: str
+    clip: str | None
+
+    @classmethod
+    def many(cls, values) -> list["SpeakerRow"]:
+        width = len(fields(cls))
+        return [cls(*values[i:i + width]) for i in range(0, len(values) - width + 1, width)]
+
+
+@dataclass
+class JobForm:
+    """The Generate button's inputs by name (the ``/start_job`` endpoint takes them in this order)."""
+
+    text: str
+    engine_label: str
+    model_dir: str
+    speed: float
+    seed: float
+    cfg: float
+    steps: float
+    turn_gap: float
+    consent: bool
+    planner: str
+    content: str
+    notice: str
+    qa: bool
+    table: Any
+    rows: list[SpeakerRow]
+
+    @classmethod
+    def from_values(cls, values) -> "JobForm":
+        named = len(fields(cls)) - 1
+        return cls(*values[:named], rows=SpeakerRow.many(values[named:]))
+
+    def settings(self) -> RenderSettings:
+        return RenderSettings(speed=self.speed, seed=int(self.seed or 0), turn_gap=self.turn_gap, cfg_scale=self.cfg,
+                              diffusion_steps=int(self.steps), engine=ENGINES.get(self.engine_label, "voices"),
+                              model_dir=(self.model_dir or "").strip() or None,
+                              content_filter=FILTER_MODES[self.content], disclosure=NOTICES[self.notice],
+                              qa=bool(self.qa))
 
 
 def load_example(name: str | None) -> str:
@@ -67,6 +121,11 @@ def validate(text: str, engine_label: str, model_dir: str, remembered: dict | No
         estimate(script, voices, ENGINES.get(engine_label, "voices"), model_dir), *updates
 
 
+def cloning_visible(count: int):
+    """The handler that shows the consent box and clip uploads only under a cloning engine."""
+    return lambda label: [gr.update(visible=ENGINES[label] == "vibevoice")] * count
+
+
 def filter_label() -> str:
     """The page's initial content-filter choice: the server's default mode."""
     mode = default_filter_mode()
@@ -92,8 +151,8 @@ def cast_key(speakers: list[str]) -> str:
 
 
 def remember(remembered: dict | None, text: str, *rows) -> dict:
-    """Store this script's speaker → voice choice in the browser (``rows`` as in ``start_job``)."""
-    choice = {speaker: voice for speaker, voice in zip(rows[0::4], rows[1::4]) if speaker and voice}
+    """Store this script's speaker → voice choice in the browser (``rows``: ``SpeakerRow`` values)."""
+    choice = {row.speaker: row.voice for row in SpeakerRow.many(rows) if row.speaker and row.voice}
     if not choice:
         return remembered or {}
     return {**(remembered or {}), cast_key(list(choice)): choice}
@@ -112,11 +171,11 @@ def estimate(script, voices, engine: str, model_dir: str) -> str:
         return f"{head}; rendering takes about {clock(seconds * rtf)} here."
     if not model_dir.strip():
         return f"{head}. Enter the VibeVoice model directory to see the memory and time estimate."
-    try:
-        from vibevoice.engines.vibevoice.preflight import preflight
+    from vibevoice.engines.vibevoice.preflight import preflight  # torch: only once someone picks VibeVoice
 
+    try:
         report = preflight(script, model_dir.strip(), RenderSettings(engine="vibevoice"))
-    except Exception as error:  # noqa: BLE001 — any checkpoint problem is shown, not raised
+    except VibeVoiceError as error:  # a checkpoint problem is shown, not raised
         return f"{head}. ⚠️ {html.escape(str(error))}"
     return f"{head}. Preflight: {html.escape(report.summary)}"
 
@@ -137,7 +196,7 @@ def clone_template(speaker: str, clip_path: str | None, consent: bool, actor: st
         return None
     try:
         template = clone_voice(speaker, Path(clip_path).read_bytes(), Path(clip_path).suffix, consent, actor)
-    except ValueError as error:  # no consent, or a clip that is too short, silent or unreadable
+    except BadInput as error:  # no consent, or a clip that is too short, silent or unreadable
         raise gr.Error(str(error)) from None
     return template.id
 
@@ -152,14 +211,12 @@ PLAN_COLUMNS = ["line", "speaker", "text", "emotion", "intensity", "rate", "paus
 
 
 def direct_plan(text: str, planner: str, *rows):
-    """The director's plan as an editable table (rows as in ``start_job``, for the emotion hints)."""
-    from vibevoice import delivery
-
+    """The director's plan as an editable table (``rows``: ``SpeakerRow`` values, for the emotion hints)."""
     try:
         script = parse_script(text)
     except ScriptError as error:
         raise gr.Error(html.escape(str(error)).replace("\n", "<br>"), title="Fix the script first") from None
-    hints = {speaker: hint for speaker, hint in zip(rows[0::4], rows[2::4]) if speaker and hint}
+    hints = {row.speaker: row.hint for row in SpeakerRow.many(rows) if row.speaker and row.hint}
     plan = delivery.direct(script, planner if planner != "none" else "rules", hints)
     table = [[p.line_index + 1, script.lines[p.line_index].speaker, script.lines[p.line_index].text, p.emotion,
               p.intensity, p.rate, p.pause_before, p.pause_after, p.note] for p in plan.lines]
@@ -169,8 +226,6 @@ def direct_plan(text: str, planner: str, *rows):
 
 def table_plan(table, script):
     """The edited table back into a validated plan; None when it does not belong to this script."""
-    from vibevoice.plan import load_plan
-
     rows = table.values.tolist() if hasattr(table, "values") else (table or [])
     rows = [r for r in rows if r and str(r[0]).strip() not in ("", "None", "nan")]
     if len(rows) != len(script.lines) or any(r[2] != line.text for r, line in zip(rows, script.lines)):
@@ -188,28 +243,19 @@ def _number(value):
     return None if number != number else number  # NaN from an emptied cell
 
 
-def start_job(service: JobService, request: gr.Request, text: str, engine_label: str, model_dir: str, speed: float,
-              seed: float, cfg: float, steps: float, turn_gap: float, consent: bool, planner: str, content: str,
-              notice: str, qa: bool, table, *rows):
-    """Queue the job; ``rows`` are (speaker, voice id, emotion hint, reference clip) per speaker row.
-
-    ``request`` is filled in by Gradio (it is not a page input): the client's address for the audit log.
-    """
+def start_job(service: JobService, request: gr.Request, form: JobForm):
+    """Queue the job. ``request`` is filled in by Gradio (not a page input): the client's address for the audit log."""
     voices, hints, actor = {}, {}, page_actor(request)
-    for speaker, voice, hint, clip in zip(rows[0::4], rows[1::4], rows[2::4], rows[3::4]):
-        if speaker:
-            voices[speaker] = clone_template(speaker, clip, consent, actor) or voice
-            hints[speaker] = (hint or "").strip()
-    voices = {s: v for s, v in voices.items() if v}
+    for row in form.rows:
+        if row.speaker:
+            voices[row.speaker] = clone_template(row.speaker, row.clip, form.consent, actor) or row.voice
+            hints[row.speaker] = (row.hint or "").strip()
     try:
-        settings = RenderSettings(speed=speed, seed=int(seed or 0), turn_gap=turn_gap, cfg_scale=cfg,
-                                  diffusion_steps=int(steps), engine=ENGINES.get(engine_label, "voices"),
-                                  model_dir=model_dir.strip() or None, content_filter=FILTER_MODES[content],
-                                  disclosure=NOTICES[notice], qa=bool(qa))
-        plan = table_plan(table, parse_script(text)) if table is not None else None
-        info = service.submit(JobRequest(script=text, voices=voices, settings=settings, plan=plan, planner=planner,
+        plan = table_plan(form.table, parse_script(form.text)) if form.table is not None else None
+        info = service.submit(JobRequest(script=form.text, voices={s: v for s, v in voices.items() if v},
+                                         settings=form.settings(), plan=plan, planner=form.planner,
                                          speaker_hints={s: x for s, x in hints.items() if x}), actor=actor)
-    except (ScriptError, VoiceError, ValueError) as error:
+    except (VibeVoiceError, ValueError) as error:  # ValueError: the settings' own validation
         raise gr.Error(html.escape(str(error)).replace("\n", "<br>"), title="Cannot start") from None
     return info.id, status_html(info)
 
@@ -217,7 +263,7 @@ def start_job(service: JobService, request: gr.Request, text: str, engine_label:
 def resume_job(service: JobService, job_id: str):
     try:
         info = service.resume(job_id.strip())
-    except (KeyError, ValueError) as error:
+    except VibeVoiceError as error:
         raise gr.Error(str(error)) from None
     return info.id, status_html(info)
 
@@ -227,7 +273,7 @@ def rerender_line(service: JobService, job_id: str, line: float, rate: float):
         raise gr.Error("Generate or open a job first.")
     try:
         info = service.rerender_line(job_id, int(line) - 1, rate=rate)
-    except (KeyError, ValueError) as error:
+    except VibeVoiceError as error:
         raise gr.Error(str(error)) from None
     return info.id, status_html(info)
 

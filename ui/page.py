@@ -1,20 +1,22 @@
-"""The web page (Gradio Blocks): layout in ``build_page``, handlers as plain functions over the job queue.
+"""The web page (Gradio Blocks): the layout, built in small sections, and the wiring of its events.
 
-Everything the page does goes through ``JobService`` like the API and CLI do, so a job started here
-keeps rendering when the tab closes and shows up again in the job list after a reload or a restart.
-While a job renders, a plain ``<audio>`` element plays the progressive MP3 stream; when the job is
-done the finished, loudness-normalised file takes over at the same playback position (``PLAYER_JS``).
+What the buttons do lives in ``handlers`` (plain functions over the job service). Everything goes
+through ``JobService`` like the API and CLI do, so a job started here keeps rendering when the tab
+closes and shows up again in the job list after a reload or a restart. While a job renders, a plain
+``<audio>`` element plays the progressive MP3 stream; when the job is done the finished,
+loudness-normalised file takes over at the same playback position (``PLAYER_JS``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from functools import partial
 
 import gradio as gr
 
 from ui import handlers as h
 from vibevoice.delivery import default_planner
-from vibevoice.jobs import JobService
+from vibevoice.job.service import JobService
 from vibevoice.voices import CONSENT_STATEMENT, load_templates
 
 PLAYER_JS = """
@@ -51,124 +53,201 @@ PLAYER_JS = """
 """
 
 
+@dataclass
+class Row:
+    """One speaker row's components (the values they hold reach handlers as ``handlers.SpeakerRow``)."""
+
+    group: gr.Group
+    name: gr.Textbox
+    voice: gr.Dropdown
+    hint: gr.Textbox
+    clip: gr.Audio
+    preview: gr.Button
+
+    @property
+    def values(self) -> list:
+        return [self.name, self.voice, self.hint, self.clip]  # the order of ``handlers.SpeakerRow``'s fields
+
+
+@dataclass
+class Controls:
+    """Every component a handler reads or writes, by name."""
+
+    job_id: gr.Textbox
+    remembered: gr.BrowserState
+    example: gr.Dropdown = None
+    script: gr.Textbox = None
+    problems: gr.Markdown = None
+    rows: list[Row] = field(default_factory=list)
+    consent: gr.Checkbox = None
+    sample: gr.Audio = None
+    settings: dict[str, gr.components.Component] = field(default_factory=dict)
+    estimate: gr.Markdown = None
+    plan_table: gr.Dataframe = None
+    plan_note: gr.Markdown = None
+    direct: gr.Button = None
+    generate: gr.Button = None
+    status: gr.HTML = None
+    final_audio: gr.Audio = None
+    files: gr.File = None
+    line_no: gr.Number = None
+    rate: gr.Slider = None
+    rerender: gr.Button = None
+    jobs_table: gr.Dataframe = None
+    chosen: gr.Textbox = None
+    refresh: gr.Button = None
+    resume: gr.Button = None
+
+    @property
+    def row_values(self) -> list:
+        return [c for row in self.rows for c in row.values]
+
+    @property
+    def job_inputs(self) -> list:
+        """``handlers.JobForm``'s fields, in order (also the order of the ``/start_job`` API endpoint)."""
+        s = self.settings
+        return [self.script, s["engine"], s["model_dir"], s["speed"], s["seed"], s["cfg"], s["steps"], s["turn_gap"],
+                self.consent, s["planner"], s["content"], s["notice"], s["qa"], self.plan_table, *self.row_values]
+
+
 def build_page(service: JobService) -> gr.Blocks:
-    templates = load_templates()
-    voice_choices = [(t.name, t.id) for t in templates.values()]
     with gr.Blocks(title="VibeVoice WebUI") as page:
         gr.Markdown("# VibeVoice WebUI\nPaste a dialogue, give each speaker a voice, and generate a podcast.")
-        job_id = gr.Textbox(visible=False, elem_id="vv-job-id")  # a component, so API clients get the id too
-        remembered = gr.BrowserState({}, storage_key="vibevoice-voices")
+        c = Controls(job_id=gr.Textbox(visible=False, elem_id="vv-job-id"),  # a component: API clients get the id
+                     remembered=gr.BrowserState({}, storage_key="vibevoice-voices"))
         with gr.Row():
             with gr.Column(scale=3):
-                example = gr.Dropdown(list(h.EXAMPLES), label="Example scripts", value=None)
-                script = gr.Textbox(label="Script", lines=14, max_lines=40, elem_id="vv-script",
-                                    placeholder="[Alice] Do you think AI can write novels?\n"
-                                                "[Ben] Sure, once it learns to tell stories.")
-                problems = gr.Markdown(elem_id="vv-problems")
+                _script_section(c)
             with gr.Column(scale=3):
-                gr.Markdown("### Voices")
-                rows = []
-                for n in range(h.MAX_SPEAKERS):
-                    with gr.Group(visible=False) as row:
-                        with gr.Row():
-                            name = gr.Textbox(label="Speaker", interactive=False, scale=2, min_width=80,
-                                              elem_id=f"vv-speaker-{n}")
-                            voice = gr.Dropdown(voice_choices, label="Voice", scale=4, min_width=160,
-                                                elem_id=f"vv-voice-{n}")
-                            preview = gr.Button("▶", scale=0, min_width=44, elem_id=f"vv-preview-{n}")
-                        with gr.Row():
-                            hint = gr.Textbox(label="Emotion hint", placeholder="e.g. calm, excited", scale=2,
-                                              min_width=80, elem_id=f"vv-hint-{n}")
-                            clip = gr.Audio(label="Reference clip (VibeVoice cloning)", sources=["upload"],
-                                            type="filepath", scale=4, min_width=120, elem_id=f"vv-clip-{n}",
-                                            visible=False)
-                    rows.append((row, name, voice, hint, clip, preview))
-                consent = gr.Checkbox(label=f"{CONSENT_STATEMENT} (This applies to every clip I upload here.)",
-                                      visible=False, elem_id="vv-consent")
-                sample = gr.Audio(label="Voice preview", interactive=False)
-                with gr.Accordion("Engine and settings", open=False):
-                    engine = gr.Radio(list(h.ENGINES), value=next(iter(h.ENGINES)), label="Engine")
-                    model_dir = gr.Textbox(label="VibeVoice model directory (converted checkpoint)",
-                                           value=h.default_model_dir())
-                    with gr.Row():
-                        speed = gr.Slider(0.5, 2.0, value=1.0, step=0.05, label="Speed")
-                        turn_gap = gr.Slider(0.0, 2.0, value=0.45, step=0.05, label="Gap between speakers (s)")
-                    with gr.Row():
-                        seed = gr.Number(value=0, precision=0, label="Seed")
-                        cfg = gr.Slider(1.0, 3.0, value=1.3, step=0.05, label="CFG scale (VibeVoice)")
-                        steps = gr.Slider(1, 50, value=10, step=1, label="Diffusion steps (VibeVoice)")
-                    planner = gr.Dropdown(["auto", "rules", "local", "http", "none"], value=default_planner(),
-                                          label="Director (delivery planner): auto = local LLM if it loads")
-                    qa = gr.Checkbox(label="Automatic QA: listen to every take and re-render wrong words or the "
-                                           "wrong voice (slower)", value=False, elem_id="vv-qa")
-                with gr.Accordion("Responsible use", open=False):
-                    with gr.Row():
-                        content = gr.Dropdown(list(h.FILTER_MODES), value=h.filter_label(), label="Content filter",
-                                              elem_id="vv-content-filter")
-                        notice = gr.Dropdown(list(h.NOTICES), value=next(iter(h.NOTICES)),
-                                             label="Spoken AI disclosure", elem_id="vv-notice")
-                    gr.Markdown("Every file carries AI-generated-speech tags and an inaudible watermark "
-                                "(`vibevoice detect FILE` finds it). Jobs are recorded in a local audit log "
-                                "that never leaves this machine.")
-                estimate = gr.Markdown(elem_id="vv-estimate")
-        with gr.Accordion("Delivery plan (the director)", open=False):
-            plan_note = gr.Markdown("Plan the delivery to review and edit it; otherwise Generate plans it for you.")
-            plan_table = gr.Dataframe(headers=h.PLAN_COLUMNS, interactive=True, wrap=True, elem_id="vv-plan",
-                                      datatype=["number", "str", "str", "str", "number", "number", "number",
-                                                "number", "str"])
-            direct = gr.Button("Plan delivery", elem_id="vv-direct")
-        generate = gr.Button("Generate", variant="primary", elem_id="vv-generate")
-        status = gr.HTML(elem_id="vv-status")
-        gr.HTML('<div id="vv-player"></div>')
-        with gr.Row():
-            final_audio = gr.Audio(label="Finished audio", interactive=False, elem_id="vv-final")
-            files = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="vv-files")
-        with gr.Accordion("Re-render one line", open=False):
-            with gr.Row():
-                line_no = gr.Number(value=1, precision=0, minimum=1, label="Line (as numbered in the subtitles)")
-                rate = gr.Slider(0.7, 1.3, value=0.9, step=0.05, label="Pace for that line")
-                rerender = gr.Button("Re-render line", scale=0)
-        with gr.Accordion("Jobs", open=False):
-            jobs_table = gr.Dataframe(headers=["id", "title", "status", "progress", "created"], interactive=False,
-                                      elem_id="vv-jobs")
-            with gr.Row():
-                chosen = gr.Textbox(label="Job id", scale=2)
-                refresh = gr.Button("Refresh", scale=0)
-                resume = gr.Button("Resume / open", scale=0)
-
-        speaker_outputs = [c for row in rows for c in (row[0], row[1], row[2])]
-        example.change(h.load_example, example, script)
-        checks = dict(fn=h.validate, inputs=[script, engine, model_dir, remembered, content],
-                      outputs=[problems, estimate, *speaker_outputs])
-        script.change(**checks, trigger_mode="always_last", api_name="validate")
-        engine.change(**checks, api_name=False)
-        cloning = [consent, *[row[4] for row in rows]]  # uploads only matter to a cloning engine
-        engine.change(lambda label: [gr.update(visible=h.ENGINES[label] == "vibevoice")] * len(cloning),
-                      engine, cloning, api_name=False)
-        model_dir.blur(**checks, api_name=False)
-        content.change(**checks, api_name=False)
-        for _, _, voice, _, _, button in rows:
-            button.click(h.preview_voice, voice, sample)
-        row_inputs = [c for row in rows for c in (row[1], row[2], row[3], row[4])]
-        inputs = [script, engine, model_dir, speed, seed, cfg, steps, turn_gap, consent, planner, content, notice,
-                  qa, plan_table, *row_inputs]
-        direct.click(h.direct_plan, [script, planner, *row_inputs], [plan_table, plan_note], api_name="direct")
-
-        def follow(event):
-            """Play the stream, watch progress, then hand the player the finished file."""
-            return event.then(None, job_id, None, js="(id) => window.vvStream && window.vvStream(id)") \
-                .then(partial(h.watch_job, service), job_id, [status, final_audio, files]) \
-                .then(None, job_id, None, js="(id) => window.vvFinal && window.vvFinal(id)")
-
-        def start_job(request: gr.Request, *values):
-            """Gradio passes ``request`` (found by its annotation; a ``partial`` would hide it)."""
-            return h.start_job(service, request, *values)
-
-        follow(generate.click(start_job, inputs, [job_id, status], api_name="start_job"))
-        generate.click(h.remember, [remembered, script, *row_inputs], remembered, api_name=False)
-        follow(resume.click(partial(h.resume_job, service), chosen, [job_id, status]))
-        follow(rerender.click(partial(h.rerender_line, service), [job_id, line_no, rate], [job_id, status]))
-        refresh.click(partial(h.list_jobs, service), None, jobs_table)
-        page.load(partial(h.list_jobs, service), None, jobs_table)
-        follow(page.load(partial(h.active_job, service), None, job_id))  # reattach after a reload
+                _voices_section(c)
+                _settings_section(c)
+                c.estimate = gr.Markdown(elem_id="vv-estimate")
+        _plan_section(c)
+        _output_section(c)
+        _wire_script(c)
+        _wire_jobs(page, c, service)
     return page
+
+
+def _script_section(c: Controls) -> None:
+    c.example = gr.Dropdown(list(h.EXAMPLES), label="Example scripts", value=None)
+    c.script = gr.Textbox(label="Script", lines=14, max_lines=40, elem_id="vv-script",
+                          placeholder="[Alice] Do you think AI can write novels?\n"
+                                      "[Ben] Sure, once it learns to tell stories.")
+    c.problems = gr.Markdown(elem_id="vv-problems")
+
+
+def _voices_section(c: Controls) -> None:
+    voice_choices = [(t.name, t.id) for t in load_templates().values()]
+    gr.Markdown("### Voices")
+    for n in range(h.MAX_SPEAKERS):
+        with gr.Group(visible=False) as group:
+            with gr.Row():
+                name = gr.Textbox(label="Speaker", interactive=False, scale=2, min_width=80, elem_id=f"vv-speaker-{n}")
+                voice = gr.Dropdown(voice_choices, label="Voice", scale=4, min_width=160, elem_id=f"vv-voice-{n}")
+                preview = gr.Button("▶", scale=0, min_width=44, elem_id=f"vv-preview-{n}")
+            with gr.Row():
+                hint = gr.Textbox(label="Emotion hint", placeholder="e.g. calm, excited", scale=2, min_width=80,
+                                  elem_id=f"vv-hint-{n}")
+                clip = gr.Audio(label="Reference clip (VibeVoice cloning)", sources=["upload"], type="filepath",
+                                scale=4, min_width=120, elem_id=f"vv-clip-{n}", visible=False)
+        c.rows.append(Row(group, name, voice, hint, clip, preview))
+    c.consent = gr.Checkbox(label=f"{CONSENT_STATEMENT} (This applies to every clip I upload here.)",
+                            visible=False, elem_id="vv-consent")
+    c.sample = gr.Audio(label="Voice preview", interactive=False)
+
+
+def _settings_section(c: Controls) -> None:
+    s = c.settings
+    with gr.Accordion("Engine and settings", open=False):
+        s["engine"] = gr.Radio(list(h.ENGINES), value=next(iter(h.ENGINES)), label="Engine")
+        s["model_dir"] = gr.Textbox(label="VibeVoice model directory (converted checkpoint)",
+                                    value=h.default_model_dir())
+        with gr.Row():
+            s["speed"] = gr.Slider(0.5, 2.0, value=1.0, step=0.05, label="Speed")
+            s["turn_gap"] = gr.Slider(0.0, 2.0, value=0.45, step=0.05, label="Gap between speakers (s)")
+        with gr.Row():
+            s["seed"] = gr.Number(value=0, precision=0, label="Seed")
+            s["cfg"] = gr.Slider(1.0, 3.0, value=1.3, step=0.05, label="CFG scale (VibeVoice)")
+            s["steps"] = gr.Slider(1, 50, value=10, step=1, label="Diffusion steps (VibeVoice)")
+        s["planner"] = gr.Dropdown(["auto", "rules", "local", "http", "none"], value=default_planner(),
+                                   label="Director (delivery planner): auto = local LLM if it loads")
+        s["qa"] = gr.Checkbox(label="Automatic QA: listen to every take and re-render wrong words or the wrong voice "
+                                    "(slower)", value=False, elem_id="vv-qa")
+    with gr.Accordion("Responsible use", open=False):
+        with gr.Row():
+            s["content"] = gr.Dropdown(list(h.FILTER_MODES), value=h.filter_label(), label="Content filter",
+                                       elem_id="vv-content-filter")
+            s["notice"] = gr.Dropdown(list(h.NOTICES), value=next(iter(h.NOTICES)), label="Spoken AI disclosure",
+                                      elem_id="vv-notice")
+        gr.Markdown("Every file carries AI-generated-speech tags and an inaudible watermark (`vibevoice detect FILE` "
+                    "finds it). Jobs are recorded in a local audit log that never leaves this machine.")
+
+
+def _plan_section(c: Controls) -> None:
+    with gr.Accordion("Delivery plan (the director)", open=False):
+        c.plan_note = gr.Markdown("Plan the delivery to review and edit it; otherwise Generate plans it for you.")
+        c.plan_table = gr.Dataframe(headers=h.PLAN_COLUMNS, interactive=True, wrap=True, elem_id="vv-plan",
+                                    datatype=["number", "str", "str", "str", "number", "number", "number", "number",
+                                              "str"])
+        c.direct = gr.Button("Plan delivery", elem_id="vv-direct")
+    c.generate = gr.Button("Generate", variant="primary", elem_id="vv-generate")
+
+
+def _output_section(c: Controls) -> None:
+    c.status = gr.HTML(elem_id="vv-status")
+    gr.HTML('<div id="vv-player"></div>')
+    with gr.Row():
+        c.final_audio = gr.Audio(label="Finished audio", interactive=False, elem_id="vv-final")
+        c.files = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="vv-files")
+    with gr.Accordion("Re-render one line", open=False):
+        with gr.Row():
+            c.line_no = gr.Number(value=1, precision=0, minimum=1, label="Line (as numbered in the subtitles)")
+            c.rate = gr.Slider(0.7, 1.3, value=0.9, step=0.05, label="Pace for that line")
+            c.rerender = gr.Button("Re-render line", scale=0)
+    with gr.Accordion("Jobs", open=False):
+        c.jobs_table = gr.Dataframe(headers=["id", "title", "status", "progress", "created"], interactive=False,
+                                    elem_id="vv-jobs")
+        with gr.Row():
+            c.chosen = gr.Textbox(label="Job id", scale=2)
+            c.refresh = gr.Button("Refresh", scale=0)
+            c.resume = gr.Button("Resume / open", scale=0)
+
+
+def _wire_script(c: Controls) -> None:
+    """Live checks as the script or the engine changes; cloning uploads only under a cloning engine."""
+    s = c.settings
+    c.example.change(h.load_example, c.example, c.script)
+    speaker_outputs = [x for row in c.rows for x in (row.group, row.name, row.voice)]
+    checks = dict(fn=h.validate, inputs=[c.script, s["engine"], s["model_dir"], c.remembered, s["content"]],
+                  outputs=[c.problems, c.estimate, *speaker_outputs])
+    c.script.change(**checks, trigger_mode="always_last", api_name="validate")
+    s["engine"].change(**checks, api_name=False)
+    s["model_dir"].blur(**checks, api_name=False)
+    s["content"].change(**checks, api_name=False)
+    cloning = [c.consent, *[row.clip for row in c.rows]]
+    s["engine"].change(h.cloning_visible(len(cloning)), s["engine"], cloning, api_name=False)
+    for row in c.rows:
+        row.preview.click(h.preview_voice, row.voice, c.sample)
+    c.direct.click(h.direct_plan, [c.script, s["planner"], *c.row_values], [c.plan_table, c.plan_note],
+                   api_name="direct")
+
+
+def _wire_jobs(page: gr.Blocks, c: Controls, service: JobService) -> None:
+    """Generate, resume and re-render start a job; every start plays the stream, then the finished file."""
+    def follow(event):
+        return event.then(None, c.job_id, None, js="(id) => window.vvStream && window.vvStream(id)") \
+            .then(partial(h.watch_job, service), c.job_id, [c.status, c.final_audio, c.files]) \
+            .then(None, c.job_id, None, js="(id) => window.vvFinal && window.vvFinal(id)")
+
+    def start_job(request: gr.Request, *values):
+        """Gradio passes ``request`` (found by its annotation; a ``partial`` would hide it)."""
+        return h.start_job(service, request, h.JobForm.from_values(values))
+
+    follow(c.generate.click(start_job, c.job_inputs, [c.job_id, c.status], api_name="start_job"))
+    c.generate.click(h.remember, [c.remembered, c.script, *c.row_values], c.remembered, api_name=False)
+    follow(c.resume.click(partial(h.resume_job, service), c.chosen, [c.job_id, c.status]))
+    follow(c.rerender.click(partial(h.rerender_line, service), [c.job_id, c.line_no, c.rate], [c.job_id, c.status]))
+    c.refresh.click(partial(h.list_jobs, service), None, c.jobs_table)
+    page.load(partial(h.list_jobs, service), None, c.jobs_table)
+    follow(page.load(partial(h.active_job, service), None, c.job_id))  # reattach after a reload

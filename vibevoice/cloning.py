@@ -13,11 +13,12 @@ from datetime import datetime, timezone
 
 from . import audit, paths
 from .atomic import write_bytes_atomic
+from .errors import BadInput
 from .voices import CONSENT_STATEMENT, CloneSpec, Consent, VoiceTemplate, save_template, slug
 
 
-class ConsentRequired(ValueError):
-    pass
+class ConsentRequired(BadInput):
+    """A cloned voice without the speaker's recorded consent."""
 
 
 def clone_voice(name: str, clip: bytes, suffix: str, consent: bool, actor: str,

@@ -28,6 +28,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from . import paths
+from .errors import BadInput
 from .script import Line, Script
 
 Mode = Literal["off", "flag", "block"]
@@ -63,7 +64,7 @@ class Finding(BaseModel):
                 f"“{self.matched}” [{self.source}]")
 
 
-class ContentBlocked(ValueError):
+class ContentBlocked(BadInput):
     """The script has lines in a blocked category; nothing was rendered or written."""
 
     def __init__(self, findings: list[Finding]):
@@ -163,7 +164,7 @@ def _load(language: str, user_file: str, _stamp: int) -> RuleSet:
     return rules
 
 
-class RulesError(ValueError):
+class RulesError(BadInput):
     pass
 
 

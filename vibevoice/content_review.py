@@ -16,6 +16,7 @@ import json
 from pydantic import BaseModel, ValidationError
 
 from .content_filter import CATEGORIES, Finding, Mode
+from .errors import Unavailable
 from .plan.settings import PlannerSettings
 from .script import Script
 
@@ -41,7 +42,7 @@ class ReviewAnswer(BaseModel):
     flags: list[ReviewFlag]
 
 
-class ContentReviewError(ValueError):
+class ContentReviewError(Unavailable):
     pass
 
 

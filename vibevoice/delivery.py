@@ -1,26 +1,44 @@
-"""Where a line's delivery plan meets the engine: emotion, rate and pauses applied to one line.
+"""Where a line's delivery plan meets the engine: the typed ``LineDelivery`` of one line, and what
+cannot be performed.
 
-The director (``plan/``) decides how a line should sound; this module turns that into what an engine
-can do, and reports what it cannot, instead of dropping it silently:
-- **emotion** → the speaker's voice variant for that emotion, when the template defines one
-  (``VoiceTemplate.emotions``, e.g. a brighter blend for "excited"); otherwise the plain voice;
+The director (``plan/``) decides how a line should sound; this module turns a ``LinePlan`` into the
+delivery an engine reads, and reports (never silently drops) what the engine cannot perform:
+- **emotion** → the speaker's voice variant for that emotion when the template defines one
+  (``VoiceTemplate.spec_for``), or the engine's own emotion control where it has one;
 - **rate** → a speed factor on top of the voice's and the job's speed;
-- **pauses** → silence before/after the line, laid out by ``export``; a ``[pause]`` written in the
-  script always wins over the plan;
-- **emphasis** and the free-text note are shown to the user but no embedded engine can stress a word.
+- **pauses** → silence before/after the line, laid out by ``export`` for line-by-line jobs; a
+  ``[pause]`` written in the script always wins over the plan;
+- **emphasis** and the free-text note reach engines that can use them and are reported otherwise.
+
+A leaf under the plan schema: engines import ``LineDelivery`` from here, so this imports no engine.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from .engines.base import Capabilities
 from .plan.schema import LinePlan, Plan
 from .script import Script
 from .voices import VoiceTemplate
 
 NO_PLANNER = "none"
+TIMELINE_FIELDS = frozenset({"pause_before", "pause_after"})  # performed by the job's timeline, not the engine
+MAX_LINES_NAMED = 12  # a note names this many lines, then says how many more
+
+
+@dataclass(frozen=True)
+class LineDelivery:
+    """How one line is performed: the engine reads these fields, the job reports those it cannot do."""
+
+    speed: float = 1.0  # the voice's speed × the job's speed × the plan's rate
+    emotion: str | None = None  # None or "neutral": a plain read
+    intensity: float = 0.0
+    pause_before: float | None = None  # seconds; None = the natural gap
+    pause_after: float | None = None
+    emphasis: tuple[str, ...] = ()
+    note: str = ""
 
 
 def default_planner() -> str:
@@ -33,7 +51,7 @@ def direct(script: Script, planner: str, speaker_hints: dict[str, str] | None = 
     """Ask the director for a plan; a speaker's emotion hint from the page joins each of their lines' hints."""
     if planner == NO_PLANNER:
         return None
-    from .plan import make_plan
+    from .plan import make_plan  # the planners load language models: only when a plan is asked for
 
     if speaker_hints:
         lines = [line.model_copy(update={"hints": [*line.hints, speaker_hints[line.speaker]]})
@@ -42,15 +60,14 @@ def direct(script: Script, planner: str, speaker_hints: dict[str, str] | None = 
     return make_plan(script, planner, progress=progress)
 
 
-def line_voice(voice: VoiceTemplate, plan: LinePlan | None) -> VoiceTemplate:
-    """The template to speak this line with: the emotion variant if the user defined one."""
-    if plan is None or plan.emotion not in voice.emotions:
-        return voice
-    return voice.model_copy(update={"spec": voice.emotions[plan.emotion]})
-
-
-def line_speed(voice: VoiceTemplate, job_speed: float, plan: LinePlan | None) -> float:
-    return voice.speed * job_speed * (plan.rate if plan else 1.0)
+def line_delivery(voice: VoiceTemplate, job_speed: float, plan: LinePlan | None) -> LineDelivery:
+    """The delivery of one line spoken by ``voice`` in a job with ``job_speed``, as ``plan`` asks."""
+    if plan is None:
+        return LineDelivery(speed=voice.speed * job_speed)
+    emotion = plan.emotion if plan.emotion != "neutral" else None
+    return LineDelivery(speed=voice.speed * job_speed * plan.rate, emotion=emotion, intensity=plan.intensity,
+                        pause_before=plan.pause_before, pause_after=plan.pause_after,
+                        emphasis=tuple(plan.emphasis), note=plan.note)
 
 
 def line_plans(plan: Plan | None) -> dict[int, LinePlan]:
@@ -58,14 +75,32 @@ def line_plans(plan: Plan | None) -> dict[int, LinePlan]:
 
 
 def unsupported(plan: Plan | None, voices: dict[str, VoiceTemplate], speakers: dict[int, str],
-                capabilities: dict[str, Capabilities]) -> list[str]:
-    """One message per line whose plan asks for something its engine or voice cannot deliver."""
-    notes = []
+                honoured: dict[str, frozenset[str]]) -> list[str]:
+    """What the plan asks that its speakers' engines cannot perform, one note per kind of request.
+
+    ``honoured`` maps each speaker to the delivery fields performed for them (their engine's plus,
+    in a line-by-line job, the timeline's pauses). Lines are named, the first ``MAX_LINES_NAMED`` of
+    them, so a 700-line script gives a few notes, not hundreds.
+    """
+    missing: dict[str, list[int]] = {}
     for item in plan.lines if plan else []:
-        voice = voices[speakers[item.line_index]]
-        honoured = capabilities[voice.engine].plan_fields
-        if item.emotion != "neutral" and item.emotion not in voice.emotions and "emotion" not in honoured:
-            notes.append(f"line {item.line_index + 1}: emotion {item.emotion!r} has no variant in voice {voice.id!r}")
-        if item.emphasis and "emphasis" not in honoured:
-            notes.append(f"line {item.line_index + 1}: the {voice.engine} engine cannot stress {item.emphasis}")
-    return notes
+        speaker = speakers[item.line_index]
+        voice, fields = voices[speaker], honoured[speaker]
+        asks = []
+        if item.emotion != "neutral" and item.emotion not in voice.emotions and "emotion" not in fields:
+            asks.append(f"emotion {item.emotion!r} has no variant in voice {voice.id!r}")
+        if item.rate != 1.0 and "rate" not in fields:
+            asks.append(f"the {voice.engine} voice {voice.id!r} cannot change its pace")
+        if (item.pause_before is not None or item.pause_after is not None) and not TIMELINE_FIELDS <= fields:
+            asks.append(f"the plan's pauses cannot be placed for voice {voice.id!r} (one continuous take)")
+        if item.emphasis and "emphasis" not in fields:
+            asks.append(f"the {voice.engine} engine cannot stress words")
+        for ask in asks:
+            missing.setdefault(ask, []).append(item.line_index + 1)
+    return [f"{ask}: {_lines(numbers)}" for ask, numbers in missing.items()]
+
+
+def _lines(numbers: list[int]) -> str:
+    named = ", ".join(map(str, numbers[:MAX_LINES_NAMED]))
+    more = len(numbers) - MAX_LINES_NAMED
+    return f"line{'s' if len(numbers) > 1 else ''} {named}" + (f" and {more} more" if more > 0 else "")

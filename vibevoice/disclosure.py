@@ -18,11 +18,12 @@ import soundfile as sf
 
 from . import paths
 from .atomic import write_bytes_atomic
+from .audio import wav_bytes
 from .engines import get_engine
+from .job.model import Placement
 from .script import Script
 from .voices import VoiceTemplate, load_templates
 
-Placement = Literal["auto", "start", "end", "off"]
 TEXT = {"en": "This audio was generated with artificial intelligence.", "zh": "本音频由人工智能生成。"}
 VOICE = {"en": "mid-blend", "zh": "zh-mid"}
 GAP = 0.8  # seconds between the notice and the programme
@@ -51,8 +52,6 @@ def notice(lang: str) -> tuple[str, np.ndarray]:
         audio, _ = sf.read(path, dtype="float32")
         return TEXT[lang], audio
     audio = np.asarray(engine.speak(TEXT[lang], voice), np.float32)
-    from .render import wav_bytes  # render's settings name this module's Placement: import on use
-
     path.parent.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(path, wav_bytes(audio, "FLOAT"))
     return TEXT[lang], audio

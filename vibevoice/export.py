@@ -20,13 +20,15 @@ from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
 from . import audit, delivery, disclosure, provenance, watermark
 from .atomic import write_bytes_atomic
-from .engines import SAMPLE_RATE
+from .audio import SAMPLE_RATE, fade, pcm16, wav_bytes
+from .audio import samples as _samples
+from .errors import RenderFailed
+from .job.model import ChunkRecord
+from .job.runner import Job
 from .provenance import Provenance
-from .render import ChunkRecord, Job, RenderError, wav_bytes
 
 TARGET_LUFS = -16.0
 TRUE_PEAK_DBTP = -1.0
-FADE_SECONDS = 0.005
 LEAD_IN, TAIL = 0.3, 0.6  # seconds of room tone before the first and after the last line
 SPLIT_GAP = 0.2  # between the pieces of one long line
 CUE_AIR = 0.05  # seconds kept around the first and last recognised word of a cue
@@ -108,7 +110,7 @@ def gap_before(chunk: ChunkRecord, previous: ChunkRecord | None, lines, settings
 def assemble(job: Job, stems: bool = False) -> Programme:
     """Lay the job's finished chunks on one timeline and normalise the loudness."""
     if job.pending:
-        raise RenderError(f"{len(job.pending)} chunk(s) are not rendered yet; resume the job first")
+        raise RenderFailed(f"{len(job.pending)} chunk(s) are not rendered yet; resume the job first")
     placed, total = layout(job)
     mix = np.zeros(total, np.float32)
     tracks = {s: np.zeros(total, np.float32) for s in job.script.speakers} if stems else {}
@@ -281,25 +283,6 @@ def write_text(path: Path, text: str) -> str:
 def _stamp(seconds: float, sep: str) -> str:
     ms = int(round(seconds * 1000))
     return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}{sep}{ms % 1000:03d}"
-
-
-def fade(audio: np.ndarray) -> np.ndarray:
-    n = min(_samples(FADE_SECONDS), audio.size // 2)
-    if n == 0:
-        return audio
-    ramp = (0.5 - 0.5 * np.cos(np.linspace(0, np.pi, n))).astype(np.float32)
-    audio = audio.copy()
-    audio[:n] *= ramp
-    audio[-n:] *= ramp[::-1]
-    return audio
-
-
-def pcm16(audio: np.ndarray) -> np.ndarray:
-    return np.round(np.clip(audio, -1.0, 32767 / 32768) * 32768).astype(np.int16)
-
-
-def _samples(seconds: float) -> int:
-    return int(round(seconds * SAMPLE_RATE))
 
 
 def _safe(name: str) -> str:

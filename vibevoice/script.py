@@ -23,6 +23,8 @@ from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .errors import BadInput
+
 MAX_SCRIPT_BYTES = 400_000  # ~5x the text of 90 minutes of English speech; parses in well under a second
 MAX_SPEECH_SECONDS = 90 * 60
 DEFAULT_PAUSE_SECONDS = 1.0
@@ -102,7 +104,7 @@ class Problem(BaseModel):
         return f"line {self.line}, column {self.column}: {self.message}{tail}"
 
 
-class ScriptError(ValueError):
+class ScriptError(BadInput):
     """Every problem found in one pass, so the user can fix them all at once."""
 
     def __init__(self, problems: list[Problem]):

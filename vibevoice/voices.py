@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from . import paths
 from .atomic import write_bytes_atomic
+from .errors import BadInput
 
 Language = Literal["en", "zh"]
 
@@ -88,13 +89,17 @@ class VoiceTemplate(BaseModel):
     description: str = ""
     spec: Spec
     speed: float = Field(default=1.0, ge=0.5, le=2.0)
-    # Optional per-emotion variants (e.g. "excited": a brighter blend), applied by ``delivery``.
+    # Optional per-emotion variants (e.g. "excited": a brighter blend), chosen by ``spec_for``.
     emotions: dict[str, Spec] = Field(default_factory=dict)
     builtin: bool = Field(default=False, exclude=True)
 
+    def spec_for(self, emotion: str | None) -> Spec:
+        """What the engine speaks for a line with ``emotion``: its variant if defined, else the voice itself."""
+        return self.emotions.get(emotion, self.spec) if emotion else self.spec
 
-class VoiceError(ValueError):
-    pass
+
+class VoiceError(BadInput):
+    """A voice assignment or template that cannot be used (unknown id, wrong language, invalid file)."""
 
 
 def load_templates() -> dict[str, VoiceTemplate]:

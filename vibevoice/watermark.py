@@ -25,21 +25,19 @@ show it came from this tool; it does not stop a determined forger.
 from __future__ import annotations
 
 import hashlib
-import json as json_lib
 from collections.abc import Iterable, Iterator
 from functools import cache
 from pathlib import Path
-from typing import Annotated
 
 import numpy as np
 import soundfile
 import soxr
-import typer
 from pydantic import BaseModel, Field
 from scipy.ndimage import uniform_filter1d
 from scipy.signal import oaconvolve
 
-from .engines import SAMPLE_RATE
+from .audio import SAMPLE_RATE
+from .errors import BadInput
 from .provenance import read_tags
 
 METHOD = "vibevoice-spectral-ss-1"
@@ -58,7 +56,7 @@ LOUD_FRAME_DB = -40.0  # frames this far under the window's loudest are left out
 MIN_SECONDS = 0.5
 
 
-class UnreadableAudio(ValueError):
+class UnreadableAudio(BadInput):
     """A file that is missing or not audio soundfile can decode (WAV, FLAC, MP3, Ogg, ...)."""
 
 
@@ -117,38 +115,6 @@ def detect_file(path: Path | str) -> Detection:
     except Exception:  # noqa: BLE001 — a file whose tags cannot be parsed is judged by its audio alone
         tags = {}
     return detection.model_copy(update={"path": str(path), "tags": tags})
-
-
-def detect_command(
-    files: Annotated[list[Path], typer.Argument(help="audio files: WAV, FLAC or MP3, any rate, mono or stereo")],
-    json: Annotated[bool, typer.Option("--json", help="print one JSON object per file")] = False,
-) -> None:
-    """Say whether each FILE carries this tool's inaudible watermark (and show its provenance tags).
-
-    Exit code 0 when every file does, 1 when some do not, 2 when a file cannot be read.
-    """
-    missing = unreadable = False
-    for path in files:
-        try:
-            detection = detect_file(path)
-        except UnreadableAudio as error:
-            unreadable = True
-            typer.echo(json_lib.dumps({"path": str(path), "error": str(error)}) if json else f"error: {error}",
-                       err=not json)
-            continue
-        missing |= not detection.found
-        typer.echo(detection.model_dump_json() if json else _describe(detection))
-    if unreadable or missing:
-        raise typer.Exit(2 if unreadable else 1)
-
-
-def _describe(d: Detection) -> str:
-    verdict = "watermark found" if d.found else "no watermark"
-    tags = d.tags.get("COMMENT") or d.tags.get("INFO_COMMENT") or \
-        ("AI-generated speech" if d.tags.get("AI_GENERATED") else "")
-    return (f"{d.path}: {verdict} (z = {d.score:.1f}, threshold {d.threshold}; "
-            f"{d.marked_seconds:.0f} of {d.seconds:.0f} s in marked windows; {d.method})"
-            + (f"\n  tags: {tags}" if tags else "\n  tags: none (stripped, or not from this tool)"))
 
 
 @cache

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 
+from ..errors import BadInput, Unavailable
 from .base import SAMPLE_RATE, Capabilities, ChunkAudio, Engine, Segment
 
 __all__ = ["SAMPLE_RATE", "Capabilities", "ChunkAudio", "Engine", "Segment", "get_engine", "available_engines"]
@@ -26,10 +27,10 @@ def get_engine(name: str, model_dir: str | None = None) -> Engine:
         from . import piper
 
         if not piper.available():
-            raise ValueError("the Piper engine is an optional extra: install it with `pip install '.[piper]'`")
+            raise Unavailable("the Piper engine is an optional extra: install it with ./scripts/install.sh piper")
         return piper.PiperEngine()
     if name == "vibevoice":
         from .vibevoice import VibeVoiceEngine
 
         return VibeVoiceEngine(model_dir)
-    raise ValueError(f"unknown engine {name!r}; available: {', '.join(available_engines())}")
+    raise BadInput(f"unknown engine {name!r}; available: {', '.join(available_engines())}")

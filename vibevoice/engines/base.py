@@ -1,9 +1,10 @@
 """The engine interface every acoustic engine implements, small on purpose.
 
-An engine says what it can do (``Capabilities``), turns a chunk of script into audio
-(``synthesize``), and, if it carries state from one chunk to the next (VibeVoice's KV cache), saves and
-restores that state so a killed job resumes where it stopped. The renderer owns everything else:
-chunking, the job directory, retries, progress. Adding an engine means one file plus its presets.
+An engine says what it can do (``Capabilities``: languages, speakers, cloning, which delivery fields
+it performs) and turns segments (words plus a typed ``LineDelivery``) into audio (``synthesize``).
+The job owns everything else: chunking, the job directory, retries, progress, and reporting the
+delivery an engine does not perform. A stateful engine (VibeVoice) keeps its carried state inside the
+job directory it is handed. Adding an engine means one file or folder plus its presets.
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
+from ..audio import SAMPLE_RATE
+from ..delivery import LineDelivery
+from ..errors import BadInput
 from ..voices import VoiceTemplate
 
-SAMPLE_RATE = 24_000  # every engine delivers 24 kHz mono float32; resampling happens inside the engine
+__all__ = ["SAMPLE_RATE", "Capabilities", "ChunkAudio", "Engine", "Segment", "speak_in_turn", "split_text"]
 
 
 @dataclass(frozen=True)
@@ -26,10 +29,10 @@ class Capabilities:
     languages: frozenset[str]
     max_speakers: int
     cloning: bool
-    stateful: bool
     # True when output depends on a random seed (then the seed is part of each chunk's cache key).
     seeded: bool = False
-    # Plan fields the engine honours ("rate", "pause_before", "emotion", ...); the rest are reported.
+    # Delivery fields the engine itself performs ("rate", "emotion", "emphasis", ...); the job reports
+    # the rest (pauses are laid out by the timeline of a line-by-line job, not by the engine).
     plan_fields: frozenset[str] = frozenset()
     # Longest text the engine speaks in one call; longer lines are split at sentence boundaries.
     max_chunk_chars: int = 400
@@ -45,7 +48,7 @@ class Segment:
     speaker: str
     text: str
     language: str
-    speed: float = 1.0
+    delivery: LineDelivery = LineDelivery()
 
 
 @dataclass
@@ -61,27 +64,23 @@ class Engine(ABC):
     version: str = "1"
 
     def check_voice(self, voice: VoiceTemplate) -> None:
-        """Raise ValueError with a user-facing reason when this engine cannot use ``voice``."""
+        """Raise ``BadInput`` with a user-facing reason when this engine cannot use ``voice``."""
         if voice.engine != self.capabilities.name:
-            raise ValueError(f"voice {voice.id!r} is for the {voice.engine} engine, not {self.capabilities.name}")
+            raise BadInput(f"voice {voice.id!r} is for the {voice.engine} engine, not {self.capabilities.name}")
 
     @abstractmethod
     def synthesize(self, segments: list[Segment], voices: dict[str, VoiceTemplate]) -> ChunkAudio:
-        """Speak ``segments`` (in order) with ``voices`` keyed by speaker."""
-
-    def save_state(self, directory: Path) -> None:
-        """Persist carried state after a finished chunk (stateless engines keep none)."""
-
-    def load_state(self, directory: Path) -> None:
-        """Restore what ``save_state`` wrote, before resuming."""
+        """Speak ``segments`` (in order) with ``voices`` keyed by speaker, as each segment's delivery asks."""
 
 
 def speak_in_turn(segments: list[Segment], voices: dict[str, VoiceTemplate], speak) -> ChunkAudio:
-    """For engines that speak one segment at a time: ``speak(text, voice, speed)`` for each, end to end,
-    with each segment's span so subtitles know where its line lies."""
+    """For engines that speak one segment at a time: ``speak(text, spec, speed)`` for each, end to end,
+    with each segment's span so subtitles know where its line lies. The spec is the voice's variant for
+    the segment's emotion when the template defines one (``VoiceTemplate.spec_for``)."""
     pieces, spans, offset = [], [], 0
     for seg in segments:
-        audio = speak(seg.text, voices[seg.speaker], seg.speed)
+        spec = voices[seg.speaker].spec_for(seg.delivery.emotion)
+        audio = speak(seg.text, spec, seg.delivery.speed)
         pieces.append(audio)
         spans.append((seg.line_index, offset, offset + audio.size))
         offset += audio.size

@@ -13,6 +13,7 @@ import threading
 import numpy as np
 
 from .. import paths
+from ..errors import BadInput
 from ..phonemize import Phonemizer
 from ..voices import KokoroSpec, VoiceTemplate
 from . import kokoro_model
@@ -30,9 +31,8 @@ class KokoroEngine(Engine):
         languages=frozenset({"en", "zh", "mixed"}),
         max_speakers=4,
         cloning=False,
-        stateful=False,
         typical_rtf=0.36,
-        plan_fields=frozenset({"rate", "pause_before", "pause_after"}),
+        plan_fields=frozenset({"rate"}),
         max_chunk_chars=300,
     )
     version = "kokoro-v1.0-int8/1"
@@ -45,18 +45,24 @@ class KokoroEngine(Engine):
 
     def check_voice(self, voice: VoiceTemplate) -> None:
         super().check_voice(voice)
-        assert isinstance(voice.spec, KokoroSpec)
-        unknown = [p.voice for p in voice.spec.blend if p.voice not in kokoro_model.voice_packs()]
-        if unknown:
-            known = ", ".join(sorted(kokoro_model.voice_packs()))
-            raise ValueError(f"voice {voice.id!r} names unknown Kokoro voice(s) {unknown}; known: {known}")
+        for spec in (voice.spec, *voice.emotions.values()):
+            if not isinstance(spec, KokoroSpec):
+                raise BadInput(f"voice {voice.id!r} is a Kokoro voice but holds a {spec.kind} spec; "
+                               "every variant of a Kokoro voice must be a Kokoro blend")
+            unknown = [p.voice for p in spec.blend if p.voice not in kokoro_model.voice_packs()]
+            if unknown:
+                known = ", ".join(sorted(kokoro_model.voice_packs()))
+                raise BadInput(f"voice {voice.id!r} names unknown Kokoro voice(s) {unknown}; known: {known}")
 
     def synthesize(self, segments: list[Segment], voices: dict[str, VoiceTemplate]) -> ChunkAudio:
-        return speak_in_turn(segments, voices, self.speak)
+        return speak_in_turn(segments, voices, self._speak)
 
     def speak(self, text: str, voice: VoiceTemplate, speed: float = 1.0) -> np.ndarray:
-        """One piece of text in one voice → trimmed float32 audio at 24 kHz."""
-        style = blend_style(voice.spec)
+        """One piece of text in one voice → trimmed float32 audio at 24 kHz (previews, the spoken notice)."""
+        return self._speak(text, voice.spec, speed)
+
+    def _speak(self, text: str, spec: KokoroSpec, speed: float) -> np.ndarray:
+        style = blend_style(spec)
         out = []
         phonemes = self.phonemize(text)
         # Phoneme strings keep their punctuation, so the sentence splitter also fits them to the window.

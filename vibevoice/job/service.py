@@ -1,36 +1,45 @@
-"""The job queue every front end shares: the page, the HTTP API and (through ``render``) the CLI.
+"""The one job flow every front end uses: the page, the HTTP API and the CLI.
+
+``prepare`` turns a request into a job on disk (voices assigned, the plan validated, admission run,
+the manifest written: once); ``run`` takes a job through the rest of the flow (direct → render →
+export) and leaves it ``done``, ``failed`` with the reason, or ``interrupted``. ``JobService`` runs
+``run`` in worker threads for the page and the API; the CLI calls ``prepare`` and ``run`` in its own
+thread, so nothing differs but who waits.
 
 Jobs live on disk (one directory per job under the app's jobs directory), so the list survives a page
 reload and a server restart; a job that was rendering when the server stopped comes back as
-``interrupted`` and resumes from its last finished chunk. Rendering happens in a fixed number of
-worker threads, so closing the browser tab never stops a job and the page simply reconnects to it.
+``interrupted`` and resumes from its last finished chunk.
 """
 
 from __future__ import annotations
 
+import logging
 import queue
 import re
 import shutil
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, Field
 
-from . import audit, delivery, paths, provenance, retake
-from .engines import SAMPLE_RATE
-from .export import export_job, fade, job_provenance, layout, mp3_encoder, pcm16, spoken_notice
-from .plan.schema import LinePlan, Plan
-from .plan.validate import load_plan
-from .render import Job, Progress, RenderError, RenderSettings
-from .script import MAX_SCRIPT_BYTES, parse_script
-from .voices import assign_voices, load_templates, slug
+from .. import audit, delivery, paths, provenance
+from ..audio import SAMPLE_RATE, fade, pcm16
+from ..errors import Cancelled, Conflict, NotFound, RenderFailed, VibeVoiceError
+from ..export import export_job, job_provenance, layout, mp3_encoder, spoken_notice
+from ..plan.schema import LinePlan, Plan
+from ..plan.validate import load_plan
+from ..qa import gate
+from ..script import MAX_SCRIPT_BYTES, parse_script
+from ..voices import assign_voices, load_templates, slug
+from .model import ACTIVE, MANIFEST, Progress, RenderSettings
+from .runner import Job
 
-ACTIVE = ("queued", "rendering", "rendered")  # statuses of a job a worker still owns
-JOB_ID = re.compile(r"^[0-9a-f]{12}$")
+log = logging.getLogger(__name__)
+JOB_ID = re.compile(r"^[0-9a-f]{12}\Z")
 PREVIEW_GAIN = 10 ** (6 / 20)  # the stream is heard before loudness is measured: a fixed, safe lift
 
 
@@ -62,11 +71,59 @@ class JobInfo(BaseModel):
     created: str
 
 
-class JobNotFound(KeyError):
-    pass
+class JobNotFound(NotFound):
+    """No job with that id (or the id is not of the fixed form)."""
 
+
+# -- the flow ----------------------------------------------------------------------------------------
+
+def prepare(directory: Path, request: JobRequest, actor: str | None = None, job_id: str | None = None,
+            voice_ids: dict[str, str] | None = None) -> Job:
+    """Create (or update) the job in ``directory`` from ``request``: voices, plan, admission, manifest.
+
+    ``voice_ids`` are earlier choices kept where the request names none (the CLI's ``--resume``).
+    Raises a ``BadInput`` (script, voice, plan, content filter) before anything is written.
+    """
+    script = parse_script(request.script)
+    requested = {**(voice_ids or {}), **request.voices}
+    voices = assign_voices(script.speakers, script.speaker_languages(), requested, load_templates())
+    plan = load_plan(request.plan.model_dump(), script) if request.plan else None
+    job = Job.create(directory, request.script, voices, request.settings, plan, actor=actor, job_id=job_id,
+                     planner=None if plan else (request.planner or delivery.default_planner()))
+    job.manifest.title = request.title or job.manifest.title
+    job.manifest.speaker_hints = request.speaker_hints
+    job.save()
+    return job
+
+
+def run(job: Job, output: Path | None = None, progress: Callable[[Progress], None] | None = None,
+        stop: threading.Event | None = None, direct_progress: Callable[[int, int], None] | None = None,
+        stems: bool | None = None, mp3_kbps: int = 96) -> dict[str, str]:
+    """Direct, render and export ``job``; return its outputs. A failed export marks the job failed."""
+    job.direct(progress=direct_progress)
+    job.render(progress=progress, stop=stop)
+    if output is None:
+        name = slug(job.manifest.title or first_words(job))[:40].strip("-") or "podcast"
+        output = job.dir / "out" / f"{name}.mp3"
+    try:
+        return export_job(job, output, stems=len(job.script.speakers) > 1 if stems is None else stems,
+                          mp3_kbps=mp3_kbps)
+    except Exception as err:  # noqa: BLE001 — recorded on the job, then raised as a render failure
+        reason = str(err) if isinstance(err, (VibeVoiceError, OSError)) else f"{type(err).__name__}: {err}"
+        job.set_status("failed", f"export failed: {reason}; the rendered chunks are kept, resume to retry")
+        raise RenderFailed(job.manifest.message) from err
+
+
+def first_words(job: Job) -> str:
+    text = job.script.lines[0].text if job.script.lines else ""
+    return text[:48] + ("…" if len(text) > 48 else "")
+
+
+# -- the service ---------------------------------------------------------------------------------------
 
 class JobService:
+    """Jobs under ``root``, rendered by ``workers`` threads in submission order."""
+
     def __init__(self, root: Path | None = None, workers: int = 1) -> None:
         self.root = Path(root or paths.jobs_dir())
         self.root.mkdir(parents=True, exist_ok=True)
@@ -78,25 +135,14 @@ class JobService:
         for n in range(workers):
             threading.Thread(target=self._work, name=f"render-worker-{n}", daemon=True).start()
 
-    # -- the public API ------------------------------------------------------------------------------
-
     def submit(self, request: JobRequest, job_id: str | None = None, actor: str | None = None) -> JobInfo:
-        """Validate and queue a job (or update job ``job_id``, re-rendering only what changed).
-
-        Raises ``ScriptError`` / ``VoiceError`` / ``ValueError`` for bad input before anything is queued.
-        """
-        script = parse_script(request.script)
-        voices = assign_voices(script.speakers, script.speaker_languages(), request.voices, load_templates())
+        """Validate and queue a job (or update job ``job_id``, re-rendering only what changed)."""
         job_id = job_id or uuid.uuid4().hex[:12]
         directory = self._dir(job_id, must_exist=False)
-        plan = load_plan(request.plan.model_dump(), script) if request.plan else None
-        job = Job.create(directory, request.script, voices, request.settings, plan, actor=actor, job_id=job_id)
-        if request.title:
-            job.manifest.title = request.title
-        job.manifest.planner = None if plan else (request.planner or delivery.default_planner())
-        job.manifest.speaker_hints = request.speaker_hints
-        job.manifest.status, job.manifest.message = "queued", None
-        job.save()
+        if (directory / MANIFEST).exists() and Job.open(directory).manifest.status in ACTIVE:
+            raise Conflict(f"job {job_id} is still rendering; wait for it to finish or cancel it first")
+        job = prepare(directory, request, actor=actor, job_id=job_id)
+        job.set_status("queued")
         self._enqueue(job_id)
         return self.info(job_id)
 
@@ -104,22 +150,22 @@ class JobService:
         job = Job.open(self._dir(job_id))
         m = job.manifest
         live = self._live.get(job_id)
-        done = sum(c.status == "done" for c in m.chunks)
         return JobInfo(
-            id=job_id, title=m.title or _first_words(job), status=m.status, message=m.message, done=done,
-            total=len(m.chunks), audio_seconds=sum(c.samples for c in m.chunks) / SAMPLE_RATE,
+            id=job_id, title=m.title or first_words(job), status=m.status, message=m.message,
+            done=sum(c.status == "done" for c in m.chunks), total=len(m.chunks),
+            audio_seconds=sum(c.samples for c in m.chunks) / SAMPLE_RATE,
             eta_seconds=live.eta if live else None, current_line=live.line_index if live else None,
             speakers=job.script.speakers, voices={s: v.id for s, v in m.voices.items()},
             outputs=sorted(m.outputs), created=m.created,
-            notes=[f"content filter: {f}" for f in m.content_flags] + [f"QA: {x}" for x in retake.summary(m.chunks)],
+            notes=[f"content filter: {f}" for f in m.content_flags] + [f"QA: {x}" for x in gate.summary(m.chunks)],
         )
 
     def list(self) -> list[JobInfo]:
         found = []
-        for manifest in self.root.glob("*/job.json"):
+        for manifest in self.root.glob(f"*/{MANIFEST}"):
             try:
                 found.append(self.info(manifest.parent.name))
-            except (RenderError, ValueError):
+            except (VibeVoiceError, ValueError):
                 continue  # a foreign or damaged folder is not a job; leave it alone
         return sorted(found, key=lambda j: j.created, reverse=True)
 
@@ -127,8 +173,7 @@ class JobService:
         job = Job.open(self._dir(job_id))
         if job.manifest.status in ACTIVE:
             return self.info(job_id)
-        job.manifest.status, job.manifest.message = "queued", None
-        job.save()
+        job.set_status("queued")
         self._enqueue(job_id)
         return self.info(job_id)
 
@@ -140,12 +185,11 @@ class JobService:
         edit); only the chunks of that line get new keys, so only they are rendered.
         """
         job = Job.open(self._dir(job_id))
-        if job.manifest.status in ACTIVE:
-            raise ValueError("the job is still rendering; wait for it to finish or cancel it first")
         if not 0 <= line_index < len(job.script.lines):
-            raise ValueError(f"line {line_index + 1} does not exist; the script has {len(job.script.lines)} lines")
+            raise NotFound(f"line {line_index + 1} does not exist; the script has {len(job.script.lines)} lines")
         # Without a plan every line was spoken with neutral defaults; spell those out so only this line changes.
-        plan = job.manifest.plan or Plan(planner="user", lines=[LinePlan(line_index=i) for i in range(len(job.script.lines))])
+        lines = len(job.script.lines)
+        plan = job.manifest.plan or Plan(planner="user", lines=[LinePlan(line_index=i) for i in range(lines)])
         entries = {p.line_index: p for p in plan.lines}
         entry = entries.get(line_index) or LinePlan(line_index=line_index)
         changes = {k: v for k, v in (("rate", rate), ("emotion", emotion)) if v is not None}
@@ -156,12 +200,12 @@ class JobService:
                                       plan=plan, title=job.manifest.title), job_id=job_id)
 
     def cancel(self, job_id: str) -> JobInfo:
-        self._dir(job_id)
-        self._stops.setdefault(job_id, threading.Event()).set()
+        """Stop the job at the next chunk boundary; a queued job is taken off the queue at once."""
         job = Job.open(self._dir(job_id))
+        self._stops.setdefault(job_id, threading.Event()).set()
         if job.manifest.status == "queued":
-            job.manifest.status, job.manifest.message = "interrupted", "cancelled; resume to continue"
-            job.save()
+            job.set_status("interrupted", "cancelled; resume to continue")
+            self._notify()
         return self.info(job_id)
 
     def delete(self, job_id: str, actor: str | None = None) -> None:
@@ -191,7 +235,7 @@ class JobService:
         """
         encoder, sent = mp3_encoder(), 0
         job = Job.open(self._dir(job_id))
-        yield provenance.tag_mp3(b"", job_provenance(job), job.manifest.title or _first_words(job))
+        yield provenance.tag_mp3(b"", job_provenance(job), job.manifest.title or first_words(job))
         notice = spoken_notice(job)
         if notice and notice.where == "start":
             sent = notice.start + notice.audio.size
@@ -209,32 +253,30 @@ class JobService:
     def _work(self) -> None:
         while True:
             job_id = self._queue.get()
-            stop = self._stops.setdefault(job_id, threading.Event())
-            stop.clear()
             try:
-                job = self._direct(Job.open(self._dir(job_id)))
-                job.render(progress=lambda p: self._progress(job_id, p), stop=stop)
-                name = slug(job.manifest.title or _first_words(job))[:40].strip("-") or "podcast"
-                export_job(job, job.dir / "out" / f"{name}.mp3", stems=len(job.script.speakers) > 1)
-            except KeyboardInterrupt:
-                pass  # cancelled: the renderer already marked the job interrupted
-            except Exception:  # noqa: BLE001 — the manifest holds the message; the worker must live on
-                pass
+                self._run(job_id)
             finally:
                 self._live.pop(job_id, None)
                 self._notify()
 
-    def _direct(self, job: Job) -> Job:
-        """Run the director once, in the worker (so submitting stays instant), then key chunks by its plan."""
-        m = job.manifest
-        if not m.planner or m.planner == delivery.NO_PLANNER or m.plan is not None:
-            return job
-        plan = delivery.direct(job.script, m.planner, m.speaker_hints)
-        updated = Job.create(job.dir, m.script, m.voices, m.settings, plan)
-        updated.manifest.title, updated.manifest.planner = m.title, m.planner
-        updated.manifest.speaker_hints, updated.manifest.status = m.speaker_hints, "queued"
-        updated.save()
-        return updated
+    def _run(self, job_id: str) -> None:
+        """One queued job through the flow; every outcome ends up in its manifest."""
+        stop = self._stops.setdefault(job_id, threading.Event())
+        try:
+            job = Job.open(self._dir(job_id))
+        except VibeVoiceError:
+            return  # deleted while it waited
+        if job.manifest.status != "queued" or stop.is_set():
+            return  # cancelled while it waited: it stays interrupted until resumed
+        try:
+            run(job, progress=lambda p: self._progress(job_id, p), stop=stop)
+        except (Cancelled, RenderFailed):
+            pass  # the manifest says what happened and how to go on
+        except Exception as err:  # noqa: BLE001 — a bug must not kill the worker or hide from the user
+            error_id = uuid.uuid4().hex[:8]
+            log.exception("job %s failed unexpectedly (error %s)", job_id, error_id)
+            job.set_status("failed", f"internal error {error_id} ({type(err).__name__}); the server log has "
+                           "the details; finished chunks are kept, resume to retry")
 
     def _progress(self, job_id: str, progress: Progress) -> None:
         self._live[job_id] = progress
@@ -244,32 +286,33 @@ class JobService:
         index = 0
         while True:
             job = Job.open(self._dir(job_id))
-            chunks = job.manifest.chunks
-            if index >= len(chunks):
+            m = job.manifest
+            if not m.chunked and m.status in ACTIVE:  # the director is still planning it
+                time.sleep(poll)
+                continue
+            if index >= len(m.chunks):
                 return
-            chunk = chunks[index]
-            if chunk.status == "done":
+            if m.chunks[index].status == "done":
                 placed, _ = layout(job)
-                yield job.chunk_audio(chunk), placed[index][1]
+                yield job.chunk_audio(m.chunks[index]), placed[index][1]
                 index += 1
-            elif job.manifest.status not in ACTIVE:
+            elif m.status not in ACTIVE:
                 return  # stopped or failed: end the stream where the audio ends
             else:
                 time.sleep(poll)
 
     def _recover(self) -> None:
         """Jobs that were queued or rendering when the server stopped become resumable, not lost."""
-        for manifest in self.root.glob("*/job.json"):
+        for manifest in self.root.glob(f"*/{MANIFEST}"):
             try:
                 job = Job.open(manifest.parent)
-            except (RenderError, ValueError):
+            except (VibeVoiceError, ValueError):
                 continue
             if job.manifest.status in ACTIVE + ("pending",):
-                job.manifest.status = "interrupted"
-                job.manifest.message = "the server stopped during this job; resume to continue"
-                job.save()
+                job.set_status("interrupted", "the server stopped during this job; resume to continue")
 
     def _enqueue(self, job_id: str) -> None:
+        self._stops[job_id] = threading.Event()  # a fresh one: an old cancel must not stop this run
         self._queue.put(job_id)
         self._notify()
 
@@ -280,13 +323,8 @@ class JobService:
     def _dir(self, job_id: str, must_exist: bool = True) -> Path:
         """The job's directory; ids are fixed-form hex, so no request can reach outside ``root``."""
         if not JOB_ID.match(job_id or ""):
-            raise JobNotFound(f"{job_id!r} is not a job id")
+            raise JobNotFound(f"{job_id[:40]!r} is not a job id" if isinstance(job_id, str) else "not a job id")
         directory = self.root / job_id
-        if must_exist and not (directory / "job.json").exists():
+        if must_exist and not (directory / MANIFEST).exists():
             raise JobNotFound(f"no job {job_id}")
         return directory
-
-
-def _first_words(job: Job) -> str:
-    text = job.script.lines[0].text if job.script.lines else ""
-    return text[:48] + ("…" if len(text) > 48 else "")

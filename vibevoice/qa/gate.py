@@ -1,4 +1,4 @@
-"""Automatic QA while rendering (``render --qa``): each chunk is heard, scored and re-rendered if it fails.
+"""The QA gate while rendering (``render --qa``): each chunk is heard, scored and re-rendered if it fails.
 
 A listener's top complaints are skipped or garbled words and a line in the wrong voice. With QA on,
 every fresh take goes through ``qa.check.check_take`` (Whisper for the words, the speaker encoder for
@@ -19,35 +19,15 @@ import importlib.util
 from collections.abc import Callable
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
-from .engines import SAMPLE_RATE
-from .voices import VoiceTemplate
+from ..audio import SAMPLE_RATE
+from ..errors import Unavailable
+from ..job.model import Take, TimedWord
+from ..voices import VoiceTemplate
 
 # Rate changes tried in turn by retakes of a deterministic engine (1.0 = the take as planned).
 RATE_STEPS = (1.0, 0.94, 1.06, 0.88, 1.12, 0.84)
-
-
-class Take(BaseModel):
-    number: int
-    line_index: int | None = Field(default=None, description="set when one take holds many lines")
-    variant: str = Field(description="what changed for this take, e.g. 'as planned' or 'rate x0.94'")
-    speed: float
-    passed: bool
-    error_rate: float
-    unit: str
-    similarity: float | None = None
-    margin: float | None = None
-    closest: str | None = None
-    transcript: str = ""
-    reasons: list[str] = Field(default_factory=list)
-    kept: bool = False
-
-
-class TimedWord(BaseModel):
-    text: str
-    start: float
-    end: float
 
 
 class Verdict(BaseModel):
@@ -59,22 +39,20 @@ def require_models() -> None:
     """Fail before rendering, with the fix, when the ``qa`` extra (the models QA listens with) is missing."""
     missing = [name for name in ("faster_whisper", "resemblyzer", "jiwer") if importlib.util.find_spec(name) is None]
     if missing:
-        raise ValueError(f"automatic QA needs the quality-check models ({', '.join(missing)} not installed): "
+        raise Unavailable(f"automatic QA needs the quality-check models ({', '.join(missing)} not installed): "
                          "run ./scripts/install.sh qa, or render without QA")
 
 
 def references(voices: dict[str, VoiceTemplate], languages: dict[str, str]) -> dict[str, np.ndarray]:
     """Speaker → the embedding their voice should produce (rendered once per voice, cached on disk)."""
-    from .qa.speakers import voice_reference
-
+    from .speakers import voice_reference  # the qa extra's models: imported only when QA runs
     return {speaker: voice_reference(voice, languages.get(speaker)) for speaker, voice in voices.items()}
 
 
 def best_take(text: str, language: str, speaker: str, speed: float, speak: Callable[[float], np.ndarray],
               refs: dict[str, np.ndarray], retakes: int) -> tuple[np.ndarray, Verdict]:
     """Render (``speak(speed)``) and score takes until one passes or ``retakes`` more have been tried."""
-    from .qa.check import check_take
-
+    from .check import check_take
     scored: list[tuple[tuple, np.ndarray, Take, list]] = []
     for number, step in enumerate(RATE_STEPS[: retakes + 1], 1):
         audio = np.asarray(speak(round(speed * step, 4)), np.float32)
@@ -112,8 +90,7 @@ def check_lines(audio: np.ndarray, spans: list[tuple[int, int, int]], lines, ref
     Such an engine cannot re-render one line on its own; the scores go into the job report, and a
     failing line can be re-rendered by the user (``/lines/{n}/rerender``) or the job re-seeded.
     """
-    from .qa.check import check_take
-
+    from .check import check_take
     takes = []
     for line_index, begin, end in spans:
         line = lines[line_index]
@@ -128,7 +105,6 @@ def check_lines(audio: np.ndarray, spans: list[tuple[int, int, int]], lines, ref
 
 def timed_spans(audio: np.ndarray, lines, language: str) -> list[tuple[int, int, int]]:
     """Where each line lies in a whole-script take, from the recogniser's word times."""
-    from .qa.recognise import line_times
-
+    from .recognise import line_times
     times = line_times(audio, SAMPLE_RATE, [line.text for line in lines], language)
     return [(line.index, int(start * SAMPLE_RATE), int(end * SAMPLE_RATE)) for line, (start, end) in zip(lines, times)]

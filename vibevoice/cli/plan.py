@@ -7,22 +7,19 @@ errors: the affected lines are planned by rules and listed under the table.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 
-from ..script import ScriptError, parse_script
-from . import PLANNERS, PlannerSettings, make_plan
+from ..plan import PLANNERS, PlannerSettings, make_plan
+from .common import ScriptArg, err, out, parse, read_script
 
 
 def plan_command(
-    script: Annotated[Path, typer.Argument(help="dialogue script (UTF-8 text); '-' reads standard input")],
+    script: ScriptArg,
     planner: Annotated[str, typer.Option(help=f"auto (local if its model loads, else rules), {', '.join(PLANNERS)}")]
     = "auto",
     json_out: Annotated[bool, typer.Option("--json", help="print the plan as JSON instead of a table")] = False,
@@ -37,20 +34,10 @@ def plan_command(
     cache: Annotated[bool, typer.Option(help="reuse and store per-line plans in the cache")] = True,
 ) -> None:
     """Plan how each line of SCRIPT is delivered (emotion, intensity, type, rate, pauses) and show it."""
-    out, err = Console(), Console(stderr=True, soft_wrap=True)
     if planner not in ("auto", *PLANNERS):
         err.print(f"[red]error:[/red] unknown planner {planner!r}: use auto, {', '.join(PLANNERS)}", highlight=False)
         raise typer.Exit(2)
-    try:
-        raw = sys.stdin.buffer.read() if str(script) == "-" else script.read_bytes()
-        parsed = parse_script(raw)
-    except OSError as error:
-        err.print(f"[red]error:[/red] cannot read {script}: {error.strerror}", highlight=False)
-        raise typer.Exit(2)
-    except ScriptError as error:
-        err.print(f"[red]The script has {len(error.problems)} problem(s):[/red]")
-        err.print(str(error), highlight=False, markup=False)
-        raise typer.Exit(2)
+    parsed = parse(read_script(script))
     settings = PlannerSettings(use_cache=cache, budget=budget,
                                **{k: v for k, v in (("model", model), ("http_url", url), ("http_model", http_model))
                                   if v})

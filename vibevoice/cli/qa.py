@@ -17,8 +17,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..render import RenderError
-from .report import METRICS, JobReport, number, percent, score_job
+from ..errors import VibeVoiceError
+from ..qa.report import METRICS, JobReport, number, percent, score_job
 
 
 def qa_command(
@@ -41,7 +41,7 @@ def qa_command(
             report = score_job(job_dir, tuple(metric or METRICS),
                                progress=lambda name, done, total: bar.update(task, metric=name, completed=done,
                                                                              total=total))
-    except (RenderError, ValueError) as error:
+    except VibeVoiceError as error:
         err.print("[red]error:[/red]", escape(str(error)), highlight=False)
         raise typer.Exit(2)
     except ImportError as error:

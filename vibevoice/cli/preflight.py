@@ -1,4 +1,4 @@
-"""Typer command functions for the VibeVoice engine (registered by the main CLI).
+"""``vibevoice preflight``: will a VibeVoice render fit, and how long will it take?
 
 ``vibevoice preflight SCRIPT --model-dir DIR`` prints the memory and time estimate for a render and
 exits 1 when it will not fit (3 when the checkpoint directory is unusable), so scripts can check
@@ -13,7 +13,11 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from .configuration import ENV_MODEL_DIR, CheckpointError
+from ..engines.vibevoice.configuration import ENV_MODEL_DIR, CheckpointError
+from ..engines.vibevoice.preflight import GIB, preflight
+from ..job.model import RenderSettings
+from ..script import ScriptError, parse_script
+from ..voices import VoiceError, assign_voices, load_templates, parse_assignment
 
 out = Console()
 err = Console(stderr=True)
@@ -36,11 +40,6 @@ def preflight_command(
     json_output: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
     """Estimate peak memory and time of a VibeVoice render, and say whether it fits."""
-    from ...render import RenderSettings
-    from ...script import ScriptError, parse_script
-    from ...voices import VoiceError, assign_voices, load_templates, parse_assignment
-    from .preflight import GIB, preflight
-
     try:
         parsed = parse_script(script.read_bytes())
     except (OSError, ScriptError) as error:
@@ -68,11 +67,3 @@ def preflight_command(
     if not report.fits:
         raise typer.Exit(1)
 
-
-def model_dir_option_help() -> str:
-    """For ``vibevoice render --engine vibevoice --model-dir``: the same wording everywhere."""
-    return f"converted VibeVoice checkpoint directory (or set {ENV_MODEL_DIR})"
-
-
-if __name__ == "__main__":  # `python -m vibevoice.engines.vibevoice.cli SCRIPT --model-dir DIR`
-    typer.run(preflight_command)

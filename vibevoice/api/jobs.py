@@ -1,0 +1,80 @@
+"""``/v1/jobs``: long scripts as resumable jobs — create, list, watch, stream, download, edit, resume,
+re-render a line, cancel, delete."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import FileResponse, StreamingResponse
+from pydantic import BaseModel, Field
+
+from ..job.service import JobInfo, JobRequest, JobService
+from ..plan.schema import Emotion
+from .deps import actor, job_service
+from .speech import MEDIA
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+
+class RerenderRequest(BaseModel):
+    rate: float | None = Field(default=None, ge=0.7, le=1.3, description="speaking-rate factor for this line")
+    emotion: Emotion | None = None
+
+
+@router.post("", status_code=201, response_model=JobInfo)
+def create_job(body: JobRequest, who: str = Depends(actor), jobs: JobService = Depends(job_service)):
+    """Queue a script for rendering; returns at once with the job's id and progress."""
+    return jobs.submit(body, actor=who)
+
+
+@router.get("", response_model=list[JobInfo])
+def list_jobs(jobs: JobService = Depends(job_service)):
+    return jobs.list()
+
+
+@router.get("/{job_id}", response_model=JobInfo)
+def job_status(job_id: str, jobs: JobService = Depends(job_service)):
+    return jobs.info(job_id)
+
+
+@router.put("/{job_id}", response_model=JobInfo)
+def update_job(job_id: str, body: JobRequest, who: str = Depends(actor), jobs: JobService = Depends(job_service)):
+    """Replace the script/voices/settings; only lines whose audio would change are re-rendered (409 while
+    the job is still rendering)."""
+    jobs.info(job_id)
+    return jobs.submit(body, job_id=job_id, actor=who)
+
+
+@router.post("/{job_id}/resume", response_model=JobInfo)
+def resume_job(job_id: str, jobs: JobService = Depends(job_service)):
+    return jobs.resume(job_id)
+
+
+@router.post("/{job_id}/lines/{line}/rerender", response_model=JobInfo)
+def rerender_line(job_id: str, line: int, body: RerenderRequest, jobs: JobService = Depends(job_service)):
+    """Re-render one line (1-based, as in the subtitles) with a new pace or emotion, then re-assemble."""
+    return jobs.rerender_line(job_id, line - 1, rate=body.rate, emotion=body.emotion)
+
+
+@router.post("/{job_id}/cancel", response_model=JobInfo)
+def cancel_job(job_id: str, jobs: JobService = Depends(job_service)):
+    return jobs.cancel(job_id)
+
+
+@router.delete("/{job_id}", status_code=204)
+def delete_job(job_id: str, who: str = Depends(actor), jobs: JobService = Depends(job_service)):
+    jobs.delete(job_id, actor=who)
+
+
+@router.get("/{job_id}/stream", response_class=StreamingResponse, responses={200: {"content": {"audio/mpeg": {}}}})
+def stream_job(job_id: str, jobs: JobService = Depends(job_service)):
+    """Progressive MP3 of the job while it renders (plays in a browser's audio element)."""
+    jobs.info(job_id)
+    return StreamingResponse(jobs.stream_mp3(job_id), media_type=MEDIA["mp3"])
+
+
+@router.get("/{job_id}/files/{kind}", response_class=FileResponse)
+def download(job_id: str, kind: str, jobs: JobService = Depends(job_service)):
+    """A finished output: wav, mp3, flac, srt, vtt or stem:<speaker>."""
+    path = jobs.output_path(job_id, kind)
+    suffix = path.suffix.lstrip(".")
+    return FileResponse(path, media_type=MEDIA.get(suffix, "application/octet-stream"), filename=path.name)

@@ -1,0 +1,5 @@
+"""``python -m vibevoice.cli`` = ``vibevoice``."""
+
+from . import app
+
+app()

@@ -1,0 +1,116 @@
+"""Cutting a job into chunks and keying them, and the one place that picks how a job is rendered.
+
+Two renderers, chosen by ``renderer_for(settings)``:
+- ``LineByLine`` (the default, ``engine="voices"``): each script line, or a sentence group of a long
+  line, is one chunk, spoken by its own voice's engine (Kokoro, Piper); pauses are laid out by the
+  timeline, and automatic QA can re-render a single failing chunk.
+- ``WholeScript`` (``engine="vibevoice"``): the whole script is one chunk, one continuous generation
+  that resumes from the engine's own saved state; its lines' spans come back with the audio.
+
+A chunk's key is a hash of everything that shapes its audio (engine version, voice spec, text,
+language, speed, seed), so a re-created job keeps every chunk whose audio would not change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Callable
+
+import numpy as np
+
+from .. import delivery
+from ..delivery import TIMELINE_FIELDS, LineDelivery
+from ..engines import Engine, Segment, get_engine
+from ..engines.base import split_text
+from ..plan.schema import Plan
+from ..script import Script
+from ..voices import VoiceTemplate
+from .model import ChunkRecord, RenderSettings
+
+FrameProgress = Callable[[int, int], None]
+
+
+class LineByLine:
+    """Every speaker's template picks its engine; every line is spoken (and retaken) on its own."""
+
+    whole_script = False
+
+    def __init__(self, settings: RenderSettings) -> None:
+        self.settings = settings
+
+    def engine(self, voice: VoiceTemplate) -> Engine:
+        return get_engine(voice.engine)
+
+    def honoured(self, voice: VoiceTemplate) -> frozenset[str]:
+        return self.engine(voice).capabilities.plan_fields | TIMELINE_FIELDS
+
+    def chunks(self, script: Script, voices: dict[str, VoiceTemplate], plan: Plan | None) -> list[ChunkRecord]:
+        """Cut every line into pieces its engine can speak in one call; key each by what shapes its audio."""
+        chunks: list[ChunkRecord] = []
+        plans = delivery.line_plans(plan)
+        for line in script.lines:
+            voice = voices[line.speaker]
+            wanted = delivery.line_delivery(voice, self.settings.speed, plans.get(line.index))
+            emotion = wanted.emotion if wanted.emotion in voice.emotions else None  # a variant performs it
+            engine = self.engine(voice)
+            seed = self.settings.seed if engine.capabilities.seeded else None
+            for text in split_text(line.text, engine.capabilities.max_chunk_chars):
+                key = chunk_key(engine.version, voice.spec_for(emotion).model_dump(), text, line.language,
+                                wanted.speed, seed)
+                chunks.append(ChunkRecord(index=len(chunks), key=key, line_index=line.index, speaker=line.speaker,
+                                          text=text, speed=round(wanted.speed, 4), emotion=emotion))
+        return chunks
+
+    def speak(self, chunk: ChunkRecord, language: str, voice: VoiceTemplate, speed: float) -> np.ndarray:
+        """One take of ``chunk`` at ``speed`` (QA retakes vary it)."""
+        segment = Segment(chunk.line_index, chunk.speaker, chunk.text, language,
+                          LineDelivery(speed=speed, emotion=chunk.emotion))
+        return np.asarray(self.engine(voice).synthesize([segment], {chunk.speaker: voice}).audio, np.float32)
+
+
+class WholeScript:
+    """One engine speaks the whole script in one generation (VibeVoice), voices cloned from templates."""
+
+    whole_script = True
+
+    def __init__(self, settings: RenderSettings) -> None:
+        self.settings = settings
+        self._engine = get_engine(settings.engine, model_dir=settings.model_dir)
+
+    def engine(self, voice: VoiceTemplate | None = None) -> Engine:
+        return self._engine
+
+    def honoured(self, voice: VoiceTemplate) -> frozenset[str]:
+        return self._engine.capabilities.plan_fields
+
+    def chunks(self, script: Script, voices: dict[str, VoiceTemplate], plan: Plan | None) -> list[ChunkRecord]:
+        """The single chunk, keyed by everything that shapes the generation."""
+        engine = self._engine
+        identity = {"engine": engine.version, "lines": [(ln.speaker, ln.text) for ln in script.lines],
+                    "voices": {s: v.spec.model_dump() for s, v in voices.items()},
+                    "settings": self.settings.model_dump(include={"seed", "cfg_scale", "diffusion_steps",
+                                                                  "max_minutes"}),
+                    "model": str(getattr(engine, "checkpoint", None) and engine.checkpoint.path)}
+        key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:20]
+        text = " ".join(ln.text for ln in script.lines)
+        return [ChunkRecord(index=0, key=key, line_index=0, speaker=script.speakers[0], text=text)]
+
+    def render(self, job_dir, script: Script, voices: dict[str, VoiceTemplate], progress: FrameProgress,
+               stop: threading.Event | None):
+        """Render or resume the whole script; returns the engine's ``ChunkAudio`` (audio and line spans)."""
+        return self._engine.render_job(job_dir, script, voices, self.settings, stop=stop, progress=progress)
+
+
+Renderer = LineByLine | WholeScript
+
+
+def renderer_for(settings: RenderSettings) -> Renderer:
+    return WholeScript(settings) if settings.engine != "voices" else LineByLine(settings)
+
+
+def chunk_key(engine_version: str, spec: dict, text: str, language: str, speed: float, seed: int | None) -> str:
+    identity = {"engine": engine_version, "spec": spec, "text": text, "language": language,
+                "speed": round(speed, 4), "seed": seed}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]

@@ -1,0 +1,293 @@
+"""The long-form renderer: a job directory that survives Ctrl-C, SIGKILL, a full disk and edits.
+
+A job is a script, a voice per speaker and settings. It is cut into chunks (``chunks``); every finished
+chunk is written atomically to ``chunks/`` and recorded in ``job.json`` before the next one starts, so
+at any moment the directory holds everything rendered so far. A chunk's file name is its key, so
+re-running a job skips finished chunks and editing one line re-renders only that line.
+
+Layout of a job directory::
+
+    job.json          the manifest (script, voices, settings, plan, chunk list with status)
+    chunks/<key>.wav  finished chunks, float32 mono 24 kHz
+    state/            carried engine state of a whole-script engine
+    out/              exports written by ``export``
+
+A job is created once (``Job.create``: admission, then the manifest). When a director still has to
+plan it (``planner``), its chunks are keyed by ``Job.direct`` from the final plan, in whichever
+process renders it, so submitting stays instant and the plan is made once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from .. import audit, delivery, disclosure
+from ..atomic import is_disk_full, write_bytes_atomic
+from ..audio import SAMPLE_RATE, wav_bytes
+from ..errors import Cancelled, NotFound, RenderFailed
+from ..plan.schema import Plan
+from ..qa import gate
+from ..script import Script, parse_script
+from ..voices import VoiceTemplate
+from .admission import admit
+from .chunks import Renderer, renderer_for
+from .model import MANIFEST, ChunkRecord, Manifest, Progress, RenderSettings
+
+ProgressFn = Callable[[Progress], None]
+RenderError = RenderFailed  # the name the CLI and tests have always used
+
+
+class Job:
+    def __init__(self, directory: Path, manifest: Manifest) -> None:
+        self._progress: ProgressFn | None = None
+        self._refs: dict[str, np.ndarray] | None = None
+        self._renderer: Renderer | None = None
+        self.dir = Path(directory)
+        self.manifest = manifest
+        self.script: Script = parse_script(manifest.script)
+
+    # -- creating and opening ------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, directory: Path, script_text: str, voices: dict[str, VoiceTemplate],
+               settings: RenderSettings | None = None, plan: Plan | None = None, actor: str | None = None,
+               job_id: str | None = None, planner: str | None = None) -> "Job":
+        """Start a job, or update the one already in ``directory`` keeping every finished chunk.
+
+        Admission runs first (``admission.admit``); nothing is written if it fails. ``planner`` names a
+        director still to run (``direct``) when no ``plan`` is given; otherwise the chunks are keyed now.
+        ``actor`` (for the audit log) defaults to whoever created the job, else the local user; a new
+        job gets ``job_id`` (default: random), an existing one keeps its id.
+        """
+        directory, settings = Path(directory), settings or RenderSettings()
+        script = parse_script(script_text)
+        old = cls.open(directory).manifest if (directory / MANIFEST).exists() else None
+        actor = actor or (old.requested_by if old else None) or audit.local_actor()
+        trail = dict(actor=actor, job_id=old.job_id if old else None, script_sha256=audit.script_hash(script_text),
+                     lines=len(script.lines), voices=audit.voice_summary(voices), engine=settings.engine,
+                     content_filter=settings.content_filter)
+        renderer = renderer_for(settings)
+        flags = admit(script, script_text, voices, settings, renderer, old, trail)
+        now = _now()
+        pending = plan is None and planner not in (None, delivery.NO_PLANNER)
+        manifest = Manifest(
+            job_id=old.job_id if old else job_id or uuid.uuid4().hex[:12], requested_by=actor,
+            created=old.created if old else now, updated=now, status=old.status if old else "pending",
+            title=old.title if old else "", script=script_text, voices=voices, settings=settings, plan=plan,
+            planner=planner if pending else None, content_flags=flags, chunked=False,
+            chunks=old.chunks if old else [],  # kept until re-keyed, so finished audio is never forgotten
+        )
+        job = cls(directory, manifest)
+        job._renderer = renderer
+        if not pending:
+            job._key_chunks(plan)
+        job.save()
+        audit.record("job.updated" if old else "job.created", **{**trail, "job_id": manifest.job_id},
+                     flagged=len(flags))
+        return job
+
+    @classmethod
+    def open(cls, directory: Path) -> "Job":
+        path = Path(directory) / MANIFEST
+        if not path.exists():
+            raise NotFound(f"{directory} holds no job (no {MANIFEST}); start one with `vibevoice render SCRIPT`")
+        return cls(directory, Manifest.model_validate_json(path.read_text("utf-8")))
+
+    @property
+    def renderer(self) -> Renderer:
+        if self._renderer is None:
+            self._renderer = renderer_for(self.manifest.settings)
+        return self._renderer
+
+    def direct(self, progress: Callable[[int, int], None] | None = None) -> None:
+        """Run the director the job is waiting for (once), then key its chunks by the plan it made."""
+        m = self.manifest
+        if m.chunked:
+            return
+        plan = delivery.direct(self.script, m.planner or delivery.NO_PLANNER, m.speaker_hints, progress=progress)
+        m.plan, m.planner = plan, None
+        self._key_chunks(plan)
+        self.save()
+
+    def _key_chunks(self, plan: Plan | None) -> None:
+        """Key the chunks from ``plan``; a chunk whose key and file already exist keeps its audio and records."""
+        m = self.manifest
+        done = {c.key: c for c in m.chunks if c.status == "done"}
+        chunks = self.renderer.chunks(self.script, m.voices, plan)
+        for chunk in chunks:
+            kept = done.get(chunk.key)
+            if kept and (self.dir / chunk.file).exists():  # its audio, timings, spans and QA takes stay valid
+                chunk.status, chunk.samples, chunk.render_seconds = "done", kept.samples, kept.render_seconds
+                chunk.spans, chunk.takes, chunk.words = kept.spans, kept.takes, kept.words
+        speakers = {line.index: line.speaker for line in self.script.lines}
+        honoured = {s: self.renderer.honoured(v) for s, v in m.voices.items()}
+        m.chunks, m.chunked = chunks, True
+        m.notes = delivery.unsupported(plan, m.voices, speakers, honoured)
+
+    # -- rendering -----------------------------------------------------------------------------------
+
+    @property
+    def pending(self) -> list[ChunkRecord]:
+        """Chunks still to render; with QA on, also finished chunks nobody has heard yet (rendered before
+        QA was switched on): they are checked, and re-rendered only if they fail."""
+        unheard = self.manifest.settings.qa and not self.renderer.whole_script
+        return [c for c in self.manifest.chunks
+                if c.status != "done" or not (self.dir / c.file).exists() or (unheard and not c.takes)]
+
+    def render(self, progress: ProgressFn | None = None, stop: threading.Event | None = None) -> Manifest:
+        """Render every chunk that is not finished yet. Safe to call again after any failure.
+
+        ``stop`` cancels between chunks (and between a whole-script engine's steps): the job becomes
+        ``interrupted`` and ``Cancelled`` is raised. Ctrl-C does the same with ``KeyboardInterrupt``.
+        """
+        if not self.manifest.chunked:
+            self.direct()
+        todo = self.pending
+        self._progress = progress
+        started = time.monotonic()
+        todo_chars, done_chars, failures = sum(len(c.text) for c in todo), 0, []
+        self.set_status("rendering")
+        try:
+            for chunk in todo:
+                if stop is not None and stop.is_set():
+                    raise Cancelled("cancelled; resume to continue")
+                self._report(chunk, started, done_chars, todo_chars)
+                if self._render_chunk(chunk, stop) is None:
+                    failures.append(chunk)
+                    continue
+                done_chars += len(chunk.text)
+        except (KeyboardInterrupt, Cancelled) as stopped:
+            cancelled = isinstance(stopped, Cancelled) or (stop is not None and stop.is_set())
+            self.set_status("interrupted", "cancelled; resume to continue" if cancelled
+                             else "stopped by the user; resume to continue")
+            if cancelled and not isinstance(stopped, Cancelled):
+                raise Cancelled(self.manifest.message) from None
+            raise
+        except OSError as err:
+            reason = "the disk is full" if is_disk_full(err) else str(err)
+            self.set_status("failed", f"could not write to {self.dir}: {reason}")
+            raise RenderFailed(f"{self.manifest.message}. Finished chunks are kept; free space and resume.") from err
+        self._report(None, started, done_chars, todo_chars)
+        if failures:
+            lines = ", ".join(str(self.script.lines[c.line_index].source_line) for c in failures)
+            self.set_status("failed", f"{len(failures)} chunk(s) failed (script lines {lines}): {failures[0].error}")
+            raise RenderFailed(f"{self.manifest.message}. Other chunks are kept; resume to retry.")
+        self.set_status("rendered")
+        return self.manifest
+
+    def _render_chunk(self, chunk: ChunkRecord, stop: threading.Event | None) -> np.ndarray | None:
+        """Render one chunk and record it; an engine failure is recorded on the chunk (None returned)."""
+        t0 = time.monotonic()
+        try:
+            audio = self._render_whole(chunk, stop, t0) if self.renderer.whole_script else self._render_line(chunk)
+        except (KeyboardInterrupt, Cancelled, OSError):
+            raise  # stopping, or a full disk: the whole job stops, resumably
+        except Exception as err:  # noqa: BLE001 — an engine bug must not cost the rest of the job
+            if is_disk_full(err):
+                raise
+            chunk.status, chunk.error = "failed", f"{type(err).__name__}: {err}"
+            self.save()
+            return None
+        return self._finish(chunk, audio, t0)
+
+    def _render_line(self, chunk: ChunkRecord) -> np.ndarray:
+        voice = self.manifest.voices[chunk.speaker]
+        language = self.script.lines[chunk.line_index].language
+
+        def speak(speed: float) -> np.ndarray:
+            if speed == chunk.speed and chunk.status == "done" and (self.dir / chunk.file).exists():
+                return self.chunk_audio(chunk)  # a take finished before QA was on: hear it, don't redo it
+            return self.renderer.speak(chunk, language, voice, speed)
+
+        if not self.manifest.settings.qa:
+            return speak(chunk.speed)
+        audio, verdict = gate.best_take(chunk.text, language, chunk.speaker, chunk.speed, speak,
+                                        self._references(), self.manifest.settings.qa_retakes)
+        chunk.takes, chunk.words = verdict.takes, verdict.words
+        return audio
+
+    def _render_whole(self, chunk: ChunkRecord, stop: threading.Event | None, t0: float) -> np.ndarray:
+        """A whole-script engine renders the job as one chunk, resuming from its own saved state."""
+        result = self.renderer.render(self.dir, self.script, self.manifest.voices, self._frame_reporter(t0), stop)
+        audio = np.asarray(result.audio, np.float32)
+        chunk.spans = [tuple(int(x) for x in span) for span in result.spans]
+        if self.manifest.settings.qa:  # the recogniser times every line, then each line is scored
+            chunk.spans = gate.timed_spans(audio, self.script.lines, disclosure.language(self.script))
+            chunk.takes = gate.check_lines(audio, chunk.spans, self.script.lines, self._references())
+        warnings = getattr(self.renderer.engine(), "warnings", [])
+        self.manifest.notes = sorted(set(self.manifest.notes) | set(warnings))
+        return audio
+
+    def _references(self) -> dict[str, np.ndarray]:
+        """The cast's reference embeddings for QA, computed once per job run."""
+        if self._refs is None:
+            languages = {s: "zh" if langs == {"zh"} else "en" for s, langs in self.script.speaker_languages().items()}
+            self._refs = gate.references(self.manifest.voices, languages)
+        return self._refs
+
+    def _frame_reporter(self, t0: float) -> Callable[[int, int], None]:
+        """Frame-level progress of a whole-script engine, as the same ``Progress`` the page shows."""
+        def report(frames: int, estimate: int) -> None:
+            if self._progress is None or not frames:
+                return
+            elapsed = time.monotonic() - t0
+            self._progress(Progress(done=0, total=1, audio_seconds=frames / 7.5, elapsed=elapsed,
+                                    eta=elapsed / frames * max(0, estimate - frames), line_index=None,
+                                    speaker=None, text=f"{frames}/{estimate} frames"))
+        return report
+
+    def _finish(self, chunk: ChunkRecord, audio: np.ndarray, t0: float) -> np.ndarray:
+        """Write the chunk's audio, then record it: a crash between the two only costs a re-render."""
+        write_bytes_atomic(self.dir / chunk.file, wav_bytes(audio, "FLOAT"))
+        chunk.status, chunk.samples, chunk.error = "done", int(audio.size), None
+        chunk.render_seconds = round(time.monotonic() - t0, 3)
+        self.save()
+        return audio
+
+    def _report(self, chunk: ChunkRecord | None, started: float, done_chars: int, todo_chars: int) -> None:
+        if self._progress is None:
+            return
+        elapsed = time.monotonic() - started
+        eta = elapsed / done_chars * (todo_chars - done_chars) if done_chars else None
+        finished = [c for c in self.manifest.chunks if c.status == "done"]
+        self._progress(Progress(
+            done=len(finished), total=len(self.manifest.chunks),
+            audio_seconds=sum(c.samples for c in finished) / SAMPLE_RATE, elapsed=elapsed, eta=eta,
+            line_index=chunk.line_index if chunk else None, speaker=chunk.speaker if chunk else None,
+            text=chunk.text if chunk else None,
+        ))
+
+    # -- reading back --------------------------------------------------------------------------------
+
+    def chunk_audio(self, chunk: ChunkRecord) -> np.ndarray:
+        audio, rate = sf.read(self.dir / chunk.file, dtype="float32")
+        if rate != SAMPLE_RATE or audio.size != chunk.samples:
+            raise RenderFailed(f"chunk file {chunk.file} is damaged; delete it and resume to re-render it")
+        return audio
+
+    # -- persistence ---------------------------------------------------------------------------------
+
+    def save(self) -> None:
+        self.manifest.updated = _now()
+        write_bytes_atomic(self.dir / MANIFEST, self.manifest.model_dump_json(indent=1).encode("utf-8"))
+
+    def set_status(self, status: str, message: str | None = None) -> None:
+        """Record the job's status; on a full disk the previous manifest stays valid (and is kept)."""
+        self.manifest.status, self.manifest.message = status, message
+        try:
+            self.save()
+        except OSError:
+            pass  # the disk-full path: the previous manifest is still valid and the chunks are on disk
+
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
