@@ -19,12 +19,9 @@ and wall time swings 3x with the neighbours' load while CPU time does not.
 Random weights: speed and memory are real, audio quality is meaningless. Control tokens are forced
 (a test-only logits processor) so every row speaks exactly the planned number of frames.
 
-GPU method (not run here, no GPU on this machine): on a CUDA machine with a converted checkpoint,
-time ``VibeVoiceEngine(model_dir).render_job`` on a 10-minute script with ``chunk_frames`` 32, read
-``torch.cuda.max_memory_allocated()`` after ``torch.cuda.reset_peak_memory_stats()``, compare with
-``preflight(...).peak_bytes - CUDA_OVERHEAD``; for throughput call ``render_batch`` with 1, 2, 4, 8
-copies of a 20-second script and divide audio seconds by wall time. Section 1's naive curve needs
-no checkpoint changes: ``--checkpoint DIR --device cuda`` runs this whole file on real weights.
+On a GPU: ``bench/bench_vibevoice_gpu.py`` (bf16 with SDPA and FlashAttention 2, full-size 1.5B shapes:
+seconds per frame by context, batch throughput through ``generation.run``, peak CUDA memory against
+preflight, first-frame latency). ``--checkpoint DIR --device cuda`` runs this whole file on real weights.
 """
 
 from __future__ import annotations

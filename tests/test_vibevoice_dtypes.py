@@ -104,7 +104,8 @@ preset, clip, jobs = json.loads(sys.argv[1])
 cast = {{"Alice": load_templates()[preset], "Ben": clone_voice(clip, "ben")}}
 for dtype, job in jobs:
     engine = forced_engine({str(model_dir)!r}, speech_plan({FRAMES}), chunk_frames=4, dtype=dtype)
-    np.save(job + "/resumed.npy", engine.render_job(job, parse_script(VOICE_SCRIPT), cast, RenderSettings(seed=5)).audio)
+    result = engine.render_job(job, parse_script(VOICE_SCRIPT), cast, RenderSettings(seed=5))
+    np.save(job + "/resumed.npy", result.audio)
 """
     described = [cast["Alice"].id, cast["Ben"].spec.clip, [(dtype, job) for dtype, (_, job) in whole.items()]]
     done = subprocess.run([sys.executable, "-c", code, json.dumps(described)], capture_output=True, text=True,

@@ -3,8 +3,9 @@
 Where things live: ``configuration`` (checking and loading a checkpoint; device, dtype, attention),
 ``processing`` (speaker roles, reference clips, prompts, scenes), ``state`` (the only code touching
 transformers' private generation methods: what one call must hand the next), ``generation`` (chunked
-generation, saving and resuming), ``preflight`` (memory and time before a render), ``engine`` (the
-engine the renderer uses) and ``cli`` (the ``vibevoice preflight`` command).
+generation, saving and resuming), ``preflight`` (memory and time before a render) and ``engine`` (the
+engine the job runner uses; its docstring says which reference implementation the audio matches). The
+``vibevoice preflight`` command lives in ``vibevoice.cli.preflight``.
 """
 
 from __future__ import annotations

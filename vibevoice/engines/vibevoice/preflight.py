@@ -23,6 +23,7 @@ import torch
 from pydantic import BaseModel
 
 from ...script import Script
+from ...voices import CloneSpec
 from . import configuration
 from .processing import FRAME_HEADROOM, FRAMES_PER_SECOND, HOP
 
@@ -323,7 +324,6 @@ class _ClipSize:
 
 
 def _clip_stand_ins(script: Script, voices: dict | None, clip_seconds: float | None) -> dict[str, _ClipSize]:
-    from ...voices import CloneSpec
     from .processing import ClipError, reference_clip
 
     out = {}
