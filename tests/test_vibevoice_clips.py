@@ -6,8 +6,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from vibevoice.engines.vibevoice.processing import (LONG_CLIP_SECONDS, MAX_CLIP_SECONDS, SAMPLE_RATE, ClipError,
-                                                    check_clip, load_clip, plan_scenes, speaker_roles)
+from vibevoice.engines.vibevoice.processing import (
+    LONG_CLIP_SECONDS,
+    MAX_CLIP_SECONDS,
+    SAMPLE_RATE,
+    ClipError,
+    check_clip,
+    load_clip,
+    plan_scenes,
+    speaker_roles,
+)
 from vibevoice.script import parse_script
 
 

@@ -21,11 +21,21 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from vibevoice_tiny import (EOS, VOICE_SCRIPT, ForceTokens, clone_voice, forced_engine, noise_clip,  # noqa: E402
-                            speech_plan, tiny_dir, write_original_layout)
+from vibevoice_tiny import (  # noqa: E402
+    EOS,
+    VOICE_SCRIPT,
+    ForceTokens,
+    clone_voice,
+    forced_engine,
+    noise_clip,
+    speech_plan,
+    tiny_dir,
+    write_original_layout,
+)
 
 from vibevoice.engines.vibevoice import configuration  # noqa: E402
 from vibevoice.engines.vibevoice.configuration import CheckpointError  # noqa: E402
+from vibevoice.errors import Cancelled  # noqa: E402
 from vibevoice.job.model import RenderSettings  # noqa: E402
 from vibevoice.script import parse_script  # noqa: E402
 
@@ -242,7 +252,7 @@ def test_resume_in_a_new_process_is_bit_identical(model_dir, voices, tmp_path):
 
     stop = threading.Event()
     engine = forced_engine(model_dir, plan)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Cancelled):
         engine.render_job(tmp_path / "part", script, voices, RenderSettings(seed=7),
                           progress=lambda done, total: stop.set() if done >= 8 else None, stop=stop)
     progress = json.loads((tmp_path / "part/state/vibevoice/scene-000/progress.json").read_text())

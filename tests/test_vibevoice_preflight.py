@@ -11,8 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent))
-from vibevoice_tiny import (VOICE_SCRIPT, kv_heavy_checkpoint, measured_working_memory, speech_plan,  # noqa: E402
-                            tiny_dir)
+from vibevoice_tiny import VOICE_SCRIPT, kv_heavy_checkpoint, measured_working_memory, speech_plan, tiny_dir  # noqa: E402
 
 from vibevoice.engines.vibevoice import configuration  # noqa: E402
 from vibevoice.engines.vibevoice.preflight import GIB, estimate, kv_bytes_per_token, preflight  # noqa: E402
@@ -71,8 +70,9 @@ def test_preflight_report_and_levers(tmp_path_factory):
 
 
 def test_preflight_command(tmp_path_factory, tmp_path):
-    from vibevoice.cli.preflight import preflight_command
     import typer
+
+    from vibevoice.cli.preflight import preflight_command
 
     app = typer.Typer()
     app.command()(preflight_command)

@@ -16,6 +16,7 @@ from scipy.signal import stft
 from typer.testing import CliRunner
 
 from vibevoice import watermark
+from vibevoice.cli.detect import detect_command
 from vibevoice.engines import SAMPLE_RATE, get_engine
 from vibevoice.export import mp3_encoder, normalise, pcm16
 from vibevoice.voices import load_templates
@@ -158,7 +159,7 @@ def test_unreadable_files_give_a_clear_error(files, kind):
 
 def run_detect(*args):
     app = typer.Typer()
-    app.command()(watermark.detect_command)
+    app.command()(detect_command)
     return CliRunner().invoke(app, [str(a) for a in args])
 
 

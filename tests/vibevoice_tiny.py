@@ -86,8 +86,11 @@ def _byte_symbols() -> list[str]:
 def build_tiny_checkpoint(directory: Path, seed: int = 0, dtype: torch.dtype = torch.float32,
                           max_shard_size: str | None = None, **sizes) -> Path:
     """Build, save and return a tiny random checkpoint directory (idempotent per directory)."""
-    from transformers import (VibeVoiceAcousticTokenizerFeatureExtractor, VibeVoiceForConditionalGeneration,
-                              VibeVoiceProcessor)
+    from transformers import (
+        VibeVoiceAcousticTokenizerFeatureExtractor,
+        VibeVoiceForConditionalGeneration,
+        VibeVoiceProcessor,
+    )
 
     directory = Path(directory)
     if (directory / "chat_template.jinja").exists():  # written last

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from .. import __version__
+from ..content_filter import Finding
 from ..content_filter import Mode as FilterMode
 from ..content_filter import check as check_content
 from ..script import MAX_SCRIPT_BYTES, parse_script
@@ -18,15 +19,27 @@ class CheckRequest(BaseModel):
     content_filter: FilterMode | None = Field(default=None, description="default: the server's mode")
 
 
-@router.post("/scripts/check", tags=["scripts"])
+class CheckResult(BaseModel):
+    speakers: list[str]
+    lines: int
+    estimated_seconds: float
+    content: list[Finding] = Field(description="the content filter's findings (blocks and flags)")
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+
+
+@router.post("/scripts/check", tags=["scripts"], response_model=CheckResult)
 def check(body: CheckRequest):
     """Parse a script: speakers, lines and estimated duration, or 422 with every problem."""
     script = parse_script(body.script)
-    return {"speakers": script.speakers, "lines": len(script.lines),
-            "estimated_seconds": round(script.estimated_seconds(), 1),
-            "content": [f.model_dump() for f in check_content(script, body.content_filter)]}
+    return CheckResult(speakers=script.speakers, lines=len(script.lines),
+                       estimated_seconds=round(script.estimated_seconds(), 1),
+                       content=check_content(script, body.content_filter))
 
 
-@router.get("/health", tags=["meta"])
+@router.get("/health", tags=["meta"], response_model=Health)
 def health():
-    return {"status": "ok", "version": __version__}
+    return Health(status="ok", version=__version__)

@@ -44,6 +44,8 @@ def render(
     model_dir: Annotated[Optional[Path], typer.Option(envvar="VIBEVOICE_MODEL_DIR",
                                                       help="VibeVoice checkpoint directory (transformers format)")] = None,
     seed: Annotated[int, typer.Option(help="random seed (VibeVoice)")] = 0,
+    dtype: Annotated[str, typer.Option(help="VibeVoice precision: auto (bf16 on CUDA, else fp32), bf16, fp32, or "
+                                       "fp16 (on request only: it can overflow)")] = "auto",
     cfg: Annotated[float, typer.Option(min=1.0, max=5.0, help="CFG scale (VibeVoice)")] = 1.3,
     steps: Annotated[int, typer.Option(min=1, max=100, help="diffusion steps (VibeVoice)")] = 10,
     max_minutes: Annotated[float, typer.Option(min=0.1, max=90.0, help="stop after this much audio")] = 90.0,
@@ -64,8 +66,10 @@ def render(
     kept = _previous_voices(job_dir, parsed.speakers, resume, force)
     if engine not in ("voices", "vibevoice"):
         fail(f"unknown engine {engine!r}: use 'voices' (Kokoro/Piper per voice) or 'vibevoice'")
+    if dtype not in ("auto", "bf16", "fp16", "fp32"):
+        fail(f"unknown --dtype {dtype!r}: use auto, bf16, fp16 or fp32")
     settings = RenderSettings(speed=speed, engine=engine, model_dir=str(model_dir) if model_dir else None,
-                              seed=seed, cfg_scale=cfg, diffusion_steps=steps, max_minutes=max_minutes,
+                              seed=seed, dtype=dtype, cfg_scale=cfg, diffusion_steps=steps, max_minutes=max_minutes,
                               content_filter=content_filter, content_review=content_review, qa=qa, qa_retakes=retakes)
     try:
         request = service.JobRequest(script=text.decode("utf-8-sig"), voices=parse_assignment(voice or []),

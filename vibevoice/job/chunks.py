@@ -77,7 +77,7 @@ class WholeScript:
 
     def __init__(self, settings: RenderSettings) -> None:
         self.settings = settings
-        self._engine = get_engine(settings.engine, model_dir=settings.model_dir)
+        self._engine = get_engine(settings.engine, model_dir=settings.model_dir, dtype=settings.dtype)
 
     def engine(self, voice: VoiceTemplate | None = None) -> Engine:
         return self._engine
@@ -90,7 +90,7 @@ class WholeScript:
         engine = self._engine
         identity = {"engine": engine.version, "lines": [(ln.speaker, ln.text) for ln in script.lines],
                     "voices": {s: v.spec.model_dump() for s, v in voices.items()},
-                    "settings": self.settings.model_dump(include={"seed", "cfg_scale", "diffusion_steps",
+                    "settings": self.settings.model_dump(include={"seed", "cfg_scale", "diffusion_steps", "dtype",
                                                                   "max_minutes"}),
                     "model": str(getattr(engine, "checkpoint", None) and engine.checkpoint.path)}
         key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:20]

@@ -35,6 +35,9 @@ class RenderSettings(BaseModel):
     # is one VibeVoice generation from the checkpoint in ``model_dir``, speakers cloned from their voices.
     engine: Literal["voices", "vibevoice"] = "voices"
     model_dir: str | None = Field(default=None, description="VibeVoice checkpoint (default: $VIBEVOICE_MODEL_DIR)")
+    dtype: Literal["auto", "bf16", "fp16", "fp32"] = Field(
+        default="auto", description="VibeVoice precision: auto = bf16 on CUDA where supported, else fp32; fp16 "
+        "only on request (it can overflow; the job notes say so)")
     # Generation controls of sampling/diffusion engines (VibeVoice); the embedded engine ignores them.
     cfg_scale: float = Field(default=1.3, ge=1.0, le=5.0, description="classifier-free guidance scale")
     diffusion_steps: int = Field(default=10, ge=1, le=100)

@@ -42,7 +42,6 @@ from .chunks import Renderer, renderer_for
 from .model import MANIFEST, ChunkRecord, Manifest, Progress, RenderSettings
 
 ProgressFn = Callable[[Progress], None]
-RenderError = RenderFailed  # the name the CLI and tests have always used
 
 
 class Job:

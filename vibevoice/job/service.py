@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field
 
 from .. import audit, delivery, paths, provenance
 from ..audio import SAMPLE_RATE, fade, pcm16
-from ..errors import Cancelled, Conflict, NotFound, RenderFailed, VibeVoiceError
+from ..errors import BadInput, Cancelled, Conflict, NotFound, RenderFailed, VibeVoiceError
 from ..export import export_job, job_provenance, layout, mp3_encoder, spoken_notice
 from ..plan.schema import LinePlan, Plan
 from ..plan.validate import load_plan
@@ -186,7 +186,7 @@ class JobService:
         """
         job = Job.open(self._dir(job_id))
         if not 0 <= line_index < len(job.script.lines):
-            raise NotFound(f"line {line_index + 1} does not exist; the script has {len(job.script.lines)} lines")
+            raise BadInput(f"line {line_index + 1} does not exist; the script has {len(job.script.lines)} lines")
         # Without a plan every line was spoken with neutral defaults; spell those out so only this line changes.
         lines = len(job.script.lines)
         plan = job.manifest.plan or Plan(planner="user", lines=[LinePlan(line_index=i) for i in range(lines)])

@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from ..errors import BadInput
 from ..script import Script
 from . import rules
 from .base import Failed, Planner
@@ -41,7 +42,7 @@ def make_plan(script: Script, planner: str = "auto", *, settings: PlannerSetting
     settings = settings or PlannerSettings()
     name = settings.planner if planner == "auto" else planner
     if name not in ("auto", *PLANNERS):
-        raise ValueError(f"unknown planner {planner!r}: choose auto, {', '.join(PLANNERS)}")
+        raise BadInput(f"unknown planner {planner!r}: choose auto, {', '.join(PLANNERS)}")
     total = len(script.lines)
     deadline = time.monotonic() + settings.budget if settings.budget else None
     base = rules.plan_script(script)
@@ -59,41 +60,10 @@ def make_plan(script: Script, planner: str = "auto", *, settings: PlannerSetting
     cache = PlanCache(settings.resolved_cache_dir() if settings.use_cache else None)
     fingerprint = impl.fingerprint()
     keys = [line_key(fingerprint, script, i, impl.span(script, i)) for i in range(total)]
-    planned: dict[int, LinePlan] = {}
-    cached = []
-    for i, key in enumerate(keys):
-        if hit := cache.get(key, i):
-            planned[i] = hit
-            cached.append(i)
-    todo = [i for i in range(total) if i not in planned]
-    fallbacks: dict[int, str] = {}
-    _report(progress, len(planned), total)
-
-    results, failure = iter(impl.plan(script, todo, deadline)), f"the {impl.name} planner gave no answer"
-    waiting = set(todo)
-    try:
-        while True:
-            try:
-                i, result = next(results)
-            except StopIteration:
-                break
-            except Exception as err:  # a crash inside the planner costs its remaining lines, never the plan
-                log.exception("%s planner failed", impl.name)
-                failure = f"the {impl.name} planner failed: {type(err).__name__}: {err}"[:300]
-                break
-            if i not in waiting:
-                continue  # a line not asked for, or answered twice
-            waiting.discard(i)
-            if isinstance(result, LinePlan) and result.line_index == i:
-                planned[i] = result
-                cache.put(keys[i], result)
-            else:
-                fallbacks[i] = result.reason if isinstance(result, Failed) else f"{impl.name} planner: bad answer"
-            _report(progress, len(planned) + len(fallbacks), total)
-    finally:
-        getattr(results, "close", lambda: None)()  # release the model now, also if a progress callback raised
-    for i in waiting:
-        fallbacks[i] = failure
+    planned = {i: hit for i, key in enumerate(keys) if (hit := cache.get(key, i))}
+    cached = sorted(planned)
+    fallbacks = _ask(impl, script, [i for i in range(total) if i not in planned], deadline, planned,
+                     lambda i, plan: cache.put(keys[i], plan), progress)
     if fallbacks:
         first = min(fallbacks)
         log.warning("%s planner: %d of %d lines planned by rules instead (line %d: %s)", impl.name,
@@ -102,6 +72,41 @@ def make_plan(script: Script, planner: str = "auto", *, settings: PlannerSetting
     lines = [planned.get(i, base[i]) for i in range(total)]
     return Plan(planner=impl.name, lines=lines, fallbacks=dict(sorted(fallbacks.items())), model=impl.model,
                 cached=cached)
+
+
+def _ask(impl: Planner, script: Script, todo: list[int], deadline: float | None, planned: dict[int, LinePlan],
+         keep: Callable[[int, LinePlan], None], progress: Callable[[int, int], None] | None) -> dict[int, str]:
+    """Have ``impl`` plan the ``todo`` lines into ``planned``; return the lines it failed, with why.
+
+    A crash inside the planner costs its remaining lines, never the plan; its model is released at the
+    end, also when a progress callback raised.
+    """
+    total, fallbacks = len(script.lines), {}
+    _report(progress, len(planned), total)
+    results, failure = iter(impl.plan(script, todo, deadline)), f"the {impl.name} planner gave no answer"
+    waiting = set(todo)
+    try:
+        while True:
+            try:
+                i, result = next(results)
+            except StopIteration:
+                break
+            except Exception as err:  # noqa: BLE001 — recorded as the reason for the remaining lines
+                log.exception("%s planner failed", impl.name)
+                failure = f"the {impl.name} planner failed: {type(err).__name__}: {err}"[:300]
+                break
+            if i not in waiting:
+                continue  # a line not asked for, or answered twice
+            waiting.discard(i)
+            if isinstance(result, LinePlan) and result.line_index == i:
+                planned[i] = result
+                keep(i, result)
+            else:
+                fallbacks[i] = result.reason if isinstance(result, Failed) else f"{impl.name} planner: bad answer"
+            _report(progress, len(planned) + len(fallbacks), total)
+    finally:
+        getattr(results, "close", lambda: None)()
+    return {**fallbacks, **{i: failure for i in waiting}}
 
 
 def _open(name: str, settings: PlannerSettings) -> tuple[Planner | None, str]:

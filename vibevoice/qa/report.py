@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from ..audio import SAMPLE_RATE
-from ..errors import Conflict
+from ..errors import BadInput, Conflict
 from ..job.runner import Job
 from . import gate, loudness
 from .seams import Seam
@@ -116,7 +116,7 @@ def score_job(job_dir: Path, metrics: tuple[str, ...] | list[str] = METRICS,
         raise Conflict(f"{job_dir}: {len(job.pending)} chunk(s) are not rendered yet; finish the job first")
     unknown = set(metrics) - set(METRICS)
     if unknown:
-        raise ValueError(f"unknown metric(s) {', '.join(sorted(unknown))}; choose from {', '.join(METRICS)}")
+        raise BadInput(f"unknown metric(s) {', '.join(sorted(unknown))}; choose from {', '.join(METRICS)}")
     lines, audio = job.script.lines, line_audio(job)
     voices = job.manifest.voices
     rows = [LineRow(index=ln.index, source_line=ln.source_line, speaker=ln.speaker, voice=voices[ln.speaker].id,

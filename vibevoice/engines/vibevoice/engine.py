@@ -51,8 +51,20 @@ from ...voices import CloneSpec, KokoroSpec, VoiceTemplate
 from ..base import Capabilities, ChunkAudio, Engine, Segment
 from . import configuration
 from .generation import DEFAULT_CHUNK_FRAMES, GenerationOptions, StateMismatch, StateStore, run, write_atomic
-from .processing import (FRAME_HEADROOM, FRAMES_PER_SECOND, Clip, Scene, build_inputs, check_clip, conversation,
-                         estimated_frames, plan_scenes, reference_clip, scene_roles, speaker_roles)
+from .processing import (
+    FRAME_HEADROOM,
+    FRAMES_PER_SECOND,
+    Clip,
+    Scene,
+    build_inputs,
+    check_clip,
+    conversation,
+    estimated_frames,
+    plan_scenes,
+    reference_clip,
+    scene_roles,
+    speaker_roles,
+)
 from .state import PINNED_TRANSFORMERS, check_transformers
 
 STATE_DIR = ("state", "vibevoice")

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ...atomic import write_atomic
-from ...errors import Conflict
+from ...errors import Cancelled, Conflict
 from .state import Carry, ChunkHooks, cache_length, kv_delta, kv_join
 
 DEFAULT_CHUNK_FRAMES = 32  # 4.3 s of audio per call: the unit of progress, stopping and saving
@@ -138,7 +138,7 @@ def run(model, inputs: dict[str, Any], options: GenerationOptions, *, max_frames
 
     With a ``store``, the state is saved after every chunk and an existing state with the same
     ``identity`` is resumed (a different one raises ``StateMismatch``). ``stop`` (or Ctrl-C) ends the
-    run at a step boundary, after saving, by raising ``KeyboardInterrupt``.
+    run at a step boundary, after saving: ``stop`` raises ``Cancelled``, Ctrl-C its ``KeyboardInterrupt``.
     """
     rows = inputs["input_ids"].shape[0]
     carry, audio, saved = None, [[] for _ in range(rows)], store.progress() if store else None
@@ -167,7 +167,7 @@ def run(model, inputs: dict[str, Any], options: GenerationOptions, *, max_frames
         if carry is not None and (bool(carry.finished.all()) or steps >= max_frames):
             break
         if stop is not None and stop.is_set():
-            raise KeyboardInterrupt
+            raise Cancelled("cancelled; resume to continue")
         result = generate_chunk(model, inputs, carry, min(chunk_frames, max_frames - steps), options,
                                 on_frame=on_frame, logits_processors=logits_processors, stop=stop)
         carry = result.carry

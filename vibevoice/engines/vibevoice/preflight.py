@@ -274,30 +274,7 @@ def report(script: Script, settings, config, parameters: int, count_tokens, *, d
     if len(scenes) > 1:
         warnings.append(f"the script is longer than one context of {max_positions} positions: "
                         f"{len(scenes)} scenes, each restarting from the voice prompts")
-    levers = []
-    if not fits and budget:
-        for kind, how in (("offloaded", "offload_kv=True (transformers' offloaded cache): KV in CPU RAM, ~2 "
-                                        "layers on the GPU; slower steps"),
-                          ("quantized-int4", "transformers' QuantizedCache int4 (needs optimum-quanto); "
-                                             "not resumable by this engine yet")):
-            value = peak_of(kind)[0]
-            levers.append(Lever(name=f"KV cache {kind}", how=how, peak_bytes=value, fits=value <= budget))
-        for minutes in (45, 30):
-            if frames > minutes * 60 * FRAMES_PER_SECOND:
-                n = int(minutes * 60 * FRAMES_PER_SECOND)
-                prompt = int(biggest.prompt_tokens * n / max(frames, 1)) + sum(c.tokens for c in clips.values())
-                value = peak_of(prompt=prompt, n=n)[0]
-                levers.append(Lever(name=f"scenes of <= {minutes} min", how=f"scene_minutes={minutes}: the KV cache "
-                                    "restarts at each scene (voices kept; a seam in continuity)",
-                                    peak_bytes=value, fits=value <= budget))
-        small = [min(s, 5 * 24000) for s in clip_samples]
-        saved = sum(math.ceil(s / HOP) - math.ceil(t / HOP) for s, t in zip(clip_samples, small))
-        value = peak_of(samples=small, prompt=biggest.prompt_tokens - saved)[0]
-        levers.append(Lever(name="clips of <= 5 s", how="shorter reference clips (smaller prompt and encoder peak)",
-                            peak_bytes=value, fits=value <= budget))
-        if dtype == torch.float32:
-            value = peak_of(dt=torch.bfloat16)[0]
-            levers.append(Lever(name="bf16 weights", how="--dtype bf16", peak_bytes=value, fits=value <= budget))
+    levers = _levers(peak_of, budget, frames, biggest, clips, clip_samples, dtype) if not fits and budget else []
     seconds = frames_total / FRAMES_PER_SECOND * TYPICAL_RTF.get(device.type, 80.0)
     start, described = 0.0, []
     for scene in scenes:
@@ -310,6 +287,34 @@ def report(script: Script, settings, config, parameters: int, count_tokens, *, d
         speakers=len(roles), lines=len(script.lines), audio_minutes=frames_total / FRAMES_PER_SECOND / 60,
         frames=frames_total, prompt_tokens=biggest.prompt_tokens, scenes=described, prompt_phase=prompt_phase,
         end_phase=end_phase, peak_bytes=peak, seconds=seconds, fits=fits, warnings=warnings, levers=levers)
+
+
+def _levers(peak_of, budget: int, frames: int, biggest, clips, clip_samples: list[int], dtype) -> list["Lever"]:
+    """What would make a render that does not fit fit: each memory lever with its estimated peak."""
+    levers = []
+    for kind, how in (("offloaded", "offload_kv=True (transformers' offloaded cache): KV in CPU RAM, ~2 "
+                                    "layers on the GPU; slower steps"),
+                      ("quantized-int4", "transformers' QuantizedCache int4 (needs optimum-quanto); "
+                                         "not resumable by this engine yet")):
+        value = peak_of(kind)[0]
+        levers.append(Lever(name=f"KV cache {kind}", how=how, peak_bytes=value, fits=value <= budget))
+    for minutes in (45, 30):
+        if frames > minutes * 60 * FRAMES_PER_SECOND:
+            n = int(minutes * 60 * FRAMES_PER_SECOND)
+            prompt = int(biggest.prompt_tokens * n / max(frames, 1)) + sum(c.tokens for c in clips.values())
+            value = peak_of(prompt=prompt, n=n)[0]
+            levers.append(Lever(name=f"scenes of <= {minutes} min", how=f"scene_minutes={minutes}: the KV cache "
+                                "restarts at each scene (voices kept; a seam in continuity)",
+                                peak_bytes=value, fits=value <= budget))
+    small = [min(s, 5 * 24000) for s in clip_samples]
+    saved = sum(math.ceil(s / HOP) - math.ceil(t / HOP) for s, t in zip(clip_samples, small))
+    value = peak_of(samples=small, prompt=biggest.prompt_tokens - saved)[0]
+    levers.append(Lever(name="clips of <= 5 s", how="shorter reference clips (smaller prompt and encoder peak)",
+                        peak_bytes=value, fits=value <= budget))
+    if dtype == torch.float32:
+        value = peak_of(dt=torch.bfloat16)[0]
+        levers.append(Lever(name="bf16 weights", how="--dtype bf16", peak_bytes=value, fits=value <= budget))
+    return levers
 
 
 class _ClipSize:

@@ -236,7 +236,9 @@ def conv_cache_to_tensors(cache) -> dict[str, torch.Tensor]:
 def conv_cache_from_tensors(tensors: dict[str, torch.Tensor], device):
     """Rebuild a codec streaming cache; each layer's left padding is its stored width."""
     from transformers.models.vibevoice_acoustic_tokenizer.modeling_vibevoice_acoustic_tokenizer import (
-        VibeVoiceAcousticTokenizerConv1dCacheLayer, VibeVoiceAcousticTokenizerConv1dPaddingCache)
+        VibeVoiceAcousticTokenizerConv1dCacheLayer,
+        VibeVoiceAcousticTokenizerConv1dPaddingCache,
+    )
 
     if not tensors:
         return None
