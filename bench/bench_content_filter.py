@@ -23,11 +23,14 @@ Figures, not a test.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata as metadata
 import re
+import sys
 import time
 from collections import Counter
+from importlib import metadata
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package, not an installed one
 
 from vibevoice.content_filter import check
 from vibevoice.script import Line, Script
@@ -42,17 +45,13 @@ def kjv_verses() -> list[tuple[str, str]]:
 
     out = []
     for book in Book:
-        try:
-            chapters = bible.get_number_of_chapters(book)
-        except Exception:  # noqa: BLE001 - books outside this version's canon
-            continue
-        for chapter in range(1, chapters + 1):
+        for chapter in range(1, bible.get_number_of_chapters(book) + 1):
             for verse in range(1, bible.get_number_of_verses(book, chapter) + 1):
                 try:
                     text = bible.get_verse_text(bible.get_verse_id(book, chapter, verse),
                                                 version=bible.Version.KING_JAMES)
-                except Exception:  # noqa: BLE001 - verse ids the KJV text does not have
-                    continue
+                except bible.VersionMissingVerseError:  # the Apocrypha: not in this text
+                    text = ""
                 if text.strip():  # the KJV's [italic] supplied words are read as ordinary words
                     out.append((f"KJV {book.title} {chapter}:{verse}", text.replace("[", "").replace("]", "")))
     return out
@@ -105,12 +104,13 @@ def report_corpus(show_flags: int) -> tuple[int, int]:
             for f in fs:
                 if f.action == "block":
                     print(f"   BLOCK {items[i][0]}: {f.category} “{f.matched}” [{f.source}]\n         {items[i][1]}")
-        shown = [i for i, fs in sorted(found.items()) if i not in blocked and any(f.severity != "mild" for f in fs)]
+        shown = [i for i, fs in sorted(found.items())
+                 if i not in blocked and any(f.severity != "mild" for f in fs)]
         for i in shown[:show_flags]:
             cats = ", ".join(sorted({f"{f.category} “{f.matched}”" for f in found[i] if f.severity != "mild"}))
             print(f"   flag  {items[i][0]}: {cats}\n         {items[i][1][:160]}")
         total_lines, total_blocks = total_lines + len(items), total_blocks + len(blocked)
-    print(f"\ncorpus packages: " + ", ".join(f"{k}=={v}" for k, v in versions.items()))
+    print("\ncorpus packages: " + ", ".join(f"{k}=={v}" for k, v in versions.items()))
     return total_lines, total_blocks
 
 
@@ -143,7 +143,7 @@ def main() -> None:
     true_blocks, harmful_lines = report_harmful()
     print("\n== summary (mode block)")
     print(f"   literature/quotations: {false_blocks} of {lines} lines blocked "
-          f"({1e3 * false_blocks / lines:.3f} per thousand), every one a false positive")
+          f"({1e3 * false_blocks / lines:.3f} per thousand; each is a false positive, all listed above)")
     print(f"   harmful set recall: {true_blocks}/{harmful_lines} = {true_blocks / harmful_lines:.1%}")
     print(f"   precision of block over both sets: {true_blocks}/{true_blocks + false_blocks} = "
           f"{true_blocks / max(1, true_blocks + false_blocks):.1%}")
