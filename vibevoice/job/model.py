@@ -28,7 +28,7 @@ class RenderSettings(BaseModel):
     # A misspelt setting is an error, not silently ignored; ``true`` is not a speed, nor "yes" a switch.
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    speed: float = Field(default=1.0, ge=0.5, le=2.0, description="multiplies every voice's own speed")
+    speed: float = Field(default=1.0, ge=0.25, le=4.0, description="multiplies every voice's own speed")
     seed: int = Field(default=0, description="for engines that sample; Kokoro is deterministic")
     turn_gap: float = Field(default=0.45, ge=0, le=5, description="seconds of silence when the speaker changes")
     line_gap: float = Field(default=0.25, ge=0, le=5, description="seconds between lines of one speaker")

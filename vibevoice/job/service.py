@@ -247,20 +247,25 @@ class JobService:
         Placement matches the final file exactly (same ``layout``); only the loudness differs, since
         the final gain needs the whole programme.
         """
-        encoder, sent = mp3_encoder(), 0
+        encoder = mp3_encoder()
         job = Job.open(self._dir(job_id))
         yield provenance.tag_mp3(b"", job_provenance(job), job.manifest.title or first_words(job))
+        for pcm in self.stream_pcm(job_id, poll):
+            yield bytes(encoder.encode(pcm))
+        yield bytes(encoder.flush())
+
+    def stream_pcm(self, job_id: str, poll: float = 0.1) -> Iterator[bytes]:
+        """The same timeline as ``stream_mp3``, as raw 16-bit PCM (24 kHz mono), one piece per chunk."""
+        job, sent = Job.open(self._dir(job_id)), 0
         notice = spoken_notice(job)
         if notice and notice.where == "start":
             sent = notice.start + notice.audio.size
-            audio = np.concatenate([np.zeros(notice.start, np.float32), fade(notice.audio) * PREVIEW_GAIN])
-            yield bytes(encoder.encode(pcm16(audio).tobytes()))
+            yield pcm16(np.concatenate([np.zeros(notice.start, np.float32), fade(notice.audio) * PREVIEW_GAIN])).tobytes()
         for chunk_audio, start in self._chunks_in_order(job_id, poll):  # ends quietly if the job is deleted
             silence = np.zeros(max(0, start - sent), np.float32)
-            audio = np.concatenate([silence, fade(chunk_audio) * PREVIEW_GAIN])
             sent = start + chunk_audio.size
-            yield bytes(encoder.encode(pcm16(audio).tobytes()))
-        yield bytes(encoder.encode(pcm16(np.zeros(SAMPLE_RATE // 2, np.float32)).tobytes()) + encoder.flush())
+            yield pcm16(np.concatenate([silence, fade(chunk_audio) * PREVIEW_GAIN])).tobytes()
+        yield pcm16(np.zeros(SAMPLE_RATE // 2, np.float32)).tobytes()
 
     # -- workers -------------------------------------------------------------------------------------
 
