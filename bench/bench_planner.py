@@ -81,6 +81,39 @@ def measure_tts(dialogues) -> float:
     return total
 
 
+def precision_recall(rows, emotion: str) -> tuple[int, float | None, float | None]:
+    """(times predicted, precision, recall) of ``emotion`` over ``rows`` of (line, plan, record)."""
+    said = [r for _l, lp, r in rows if lp.emotion == emotion]
+    truth = [lp for _l, lp, r in rows if r["emotion"] == emotion]
+    hits = sum(r["emotion"] == emotion for r in said)
+    return len(said), (hits / len(said) if said else None), (hits / len(truth) if truth else None)
+
+
+def print_calibration(name: str, rows, thresholds=(0.0, 0.2, 0.3, 0.4, 0.5)) -> None:
+    """Per-emotion precision/recall of the inferred (not hinted) emotions, and by confidence for a model."""
+    inferred = [row for row in rows if row[1].emotion_source in ("rules", "model")]
+    print(f"\n{name}: {len(inferred)} lines with an inferred emotion ({len(rows) - len(inferred)} hinted)")
+    print(f"  {'emotion':<10} {'said':>5} {'precision':>10} {'recall':>7}")
+    from vibevoice.plan.rules import EMOTIONS
+
+    for emotion in EMOTIONS:
+        n, p, r = precision_recall(inferred, emotion)
+        if n or r is not None:
+            print(f"  {emotion:<10} {n:>5} {'-' if p is None else f'{p:.0%}':>10} {'-' if r is None else f'{r:.0%}':>7}")
+    confident = [row for row in inferred if row[1].confidence is not None]
+    if not confident:
+        return
+    print(f"  model guesses by confidence (below the threshold the line is read neutral):")
+    for t in thresholds:
+        kept = [row for row in confident if row[1].confidence >= t and row[1].emotion != "neutral"]
+        right = sum(r["emotion"] == lp.emotion for _l, lp, r in kept)
+        neutral_ok = sum(r["emotion"] == "neutral" for _l, lp, r in confident
+                         if lp.confidence < t or lp.emotion == "neutral")
+        acc = (right + neutral_ok) / len(confident)
+        print(f"  >= {t:.1f}: {len(kept):>3} performed, precision {right / max(1, len(kept)):.0%}, "
+              f"accuracy with neutral below {acc:.0%}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tts", action="store_true", help="render every line with the embedded engine")
@@ -88,6 +121,8 @@ def main() -> None:
     parser.add_argument("--fp32", action="store_true", help="also run the local planner without int8")
     parser.add_argument("--context", type=int, default=None, help="context_lines for the local planner")
     parser.add_argument("--errors", action="store_true", help="list the local planner's wrong emotions")
+    parser.add_argument("--calibration", action="store_true",
+                        help="per-emotion precision/recall by source and confidence (sets presets/emotions.toml)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -118,6 +153,9 @@ def main() -> None:
               f"{run['fallbacks']:>9}")
     if runs["local"]["model"]:
         print(f"\nlocal model: {runs['local']['model']}")
+    if args.calibration:
+        for name, run in runs.items():
+            print_calibration(name, run["rows"])
     if args.errors:
         print()
         for line, lp, record in runs["local"]["rows"]:

@@ -4,7 +4,9 @@ cannot be performed.
 The director (``plan/``) decides how a line should sound; this module turns a ``LinePlan`` into the
 delivery an engine reads, and reports (never silently drops) what the engine cannot perform:
 - **emotion** → the speaker's voice variant for that emotion when the template defines one
-  (``VoiceTemplate.spec_for``), or the engine's own emotion control where it has one;
+  (``VoiceTemplate.spec_for``), and/or the emotion's prosody recipe (``prosody``: pitch, range,
+  energy, pauses from ``presets/emotions.toml``) for engines that perform it (Kokoro), at a strength
+  that follows the emotion's source: hints in full, the director's guesses as far as they are reliable;
 - **rate** → a speed factor on top of the voice's and the job's speed;
 - **pauses** → silence before/after the line, laid out by ``export`` for line-by-line jobs; a
   ``[pause]`` written in the script always wins over the plan;
@@ -19,7 +21,9 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from . import prosody
 from .plan.schema import LinePlan, Plan
+from .prosody import Prosody
 from .script import Script
 from .voices import VoiceTemplate
 
@@ -37,8 +41,11 @@ class LineDelivery:
     intensity: float = 0.0
     pause_before: float | None = None  # seconds; None = the natural gap
     pause_after: float | None = None
-    emphasis: tuple[str, ...] = ()
+    emphasis: tuple[str, ...] = ()  # words of the line; the engine finds their phoneme spans
     note: str = ""
+    # The emotion's recipe as performed (pitch shift, range, energy, question rise, emphasis amounts).
+    prosody: Prosody = Prosody()
+    strength: float = 0.0  # how much of the emotion's recipe is performed (1 = in full)
 
 
 def default_planner() -> str:
@@ -61,13 +68,38 @@ def direct(script: Script, planner: str, speaker_hints: dict[str, str] | None = 
 
 
 def line_delivery(voice: VoiceTemplate, job_speed: float, plan: LinePlan | None) -> LineDelivery:
-    """The delivery of one line spoken by ``voice`` in a job with ``job_speed``, as ``plan`` asks."""
+    """The delivery of one line spoken by ``voice`` in a job with ``job_speed``, as ``plan`` asks.
+
+    The emotion's recipe (``prosody.perform``) is scaled by the plan's intensity and by how sure its
+    source was (``prosody.strength``); an inferred emotion's rate change is scaled the same way. A
+    question rises at its end and emphasised words are stressed whatever the emotion.
+    """
     if plan is None:
         return LineDelivery(speed=voice.speed * job_speed)
-    emotion = plan.emotion if plan.emotion != "neutral" else None
-    return LineDelivery(speed=voice.speed * job_speed * plan.rate, emotion=emotion, intensity=plan.intensity,
-                        pause_before=plan.pause_before, pause_after=plan.pause_after,
-                        emphasis=tuple(plan.emphasis), note=plan.note)
+    emotional = plan.emotion != "neutral"
+    amount = prosody.strength(plan.emotion, plan.emotion_source, plan.confidence) if emotional else 0.0
+    performed = prosody.perform(plan.emotion, plan.intensity, amount, question=plan.sentence_type == "question",
+                                emphasis=bool(plan.emphasis), overrides=voice.prosody)
+    inferred = plan.emotion_source in ("rules", "model")
+    rate = 1 + (plan.rate - 1) * amount if inferred and emotional else plan.rate
+    return LineDelivery(speed=voice.speed * job_speed * rate, emotion=plan.emotion if amount > 0 else None,
+                        intensity=plan.intensity,
+                        pause_before=_pause(plan.pause_before, performed.pause_before),
+                        pause_after=_pause(plan.pause_after, performed.pause_after),
+                        emphasis=tuple(plan.emphasis), note=plan.note, prosody=performed.prosody,
+                        strength=round(amount, 3))
+
+
+def _pause(planned: float | None, recipe: float) -> float | None:
+    """The plan's pause if it set one, else the recipe's (None: the natural gap)."""
+    return planned if planned is not None else (round(recipe, 3) or None)
+
+
+def line_deliveries(plan: Plan | None, voices: dict[str, VoiceTemplate], speakers: dict[int, str],
+                    job_speed: float) -> dict[int, LineDelivery]:
+    """Every planned line's delivery by line index (the timeline reads their pauses)."""
+    return {p.line_index: line_delivery(voices[speakers[p.line_index]], job_speed, p)
+            for p in (plan.lines if plan else []) if p.line_index in speakers}
 
 
 def line_plans(plan: Plan | None) -> dict[int, LinePlan]:
@@ -95,6 +127,8 @@ def unsupported(plan: Plan | None, voices: dict[str, VoiceTemplate], speakers: d
             asks.append(f"the plan's pauses cannot be placed for voice {voice.id!r} (one continuous take)")
         if item.emphasis and "emphasis" not in fields:
             asks.append(f"the {voice.engine} engine cannot stress words")
+        if item.sentence_type == "question" and "intonation" not in fields:
+            asks.append(f"the {voice.engine} engine cannot raise a question's end")
         for ask in asks:
             missing.setdefault(ask, []).append(item.line_index + 1)
     return [f"{ask}: {_lines(numbers)}" for ask, numbers in missing.items()]

@@ -56,7 +56,10 @@ def layout(job: Job) -> tuple[list[tuple[ChunkRecord, int]], int]:
     Gaps come from the script alone, so the start of chunk *n* is known as soon as chunks before it
     are rendered: the streaming preview and the final assembly place audio identically.
     """
-    settings, lines, plans = job.manifest.settings, job.script.lines, delivery.line_plans(job.manifest.plan)
+    settings, lines = job.manifest.settings, job.script.lines
+    # Pauses as performed: the plan's, else the emotion's recipe (``delivery.line_delivery``).
+    plans = delivery.line_deliveries(job.manifest.plan, job.manifest.voices, {ln.index: ln.speaker for ln in lines},
+                                     settings.speed)
     placed: list[tuple[ChunkRecord, int]] = []
     notice = spoken_notice(job)
     room = notice.audio.size + _samples(disclosure.GAP) if notice else 0

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from . import paths
 from .atomic import write_bytes_atomic
 from .errors import BadInput
+from .prosody import check_overrides
 
 Language = Literal["en", "zh"]
 
@@ -91,7 +92,14 @@ class VoiceTemplate(BaseModel):
     speed: float = Field(default=1.0, ge=0.5, le=2.0)
     # Optional per-emotion variants (e.g. "excited": a brighter blend), chosen by ``spec_for``.
     emotions: dict[str, Spec] = Field(default_factory=dict)
+    # Per-emotion overrides of presets/emotions.toml for this voice, e.g. {"excited": {"pitch": 2.0}}.
+    prosody: dict[str, dict[str, float]] = Field(default_factory=dict)
     builtin: bool = Field(default=False, exclude=True)
+
+    @field_validator("prosody")
+    @classmethod
+    def _known_recipe_fields(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        return check_overrides(value)
 
     def spec_for(self, emotion: str | None) -> Spec:
         """What the engine speaks for a line with ``emotion``: its variant if defined, else the voice itself."""

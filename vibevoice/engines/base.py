@@ -56,6 +56,8 @@ class ChunkAudio:
     audio: np.ndarray  # float32, mono, SAMPLE_RATE
     # (line_index, start_sample, end_sample) for each segment, so subtitles know where a line is.
     spans: list[tuple[int, int, int]] = field(default_factory=list)
+    # (word, start s, end s) in this audio, when the engine knows them (Kokoro's predicted durations).
+    words: list[tuple[str, float, float]] = field(default_factory=list)
 
 
 class Engine(ABC):

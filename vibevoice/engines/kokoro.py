@@ -8,16 +8,18 @@ duration control. Where the weights come from and how they are made fast: ``koko
 
 from __future__ import annotations
 
+import re
 import threading
 
 import numpy as np
 
 from .. import paths
+from ..delivery import LineDelivery
 from ..errors import BadInput
 from ..phonemize import Phonemizer
 from ..voices import KokoroSpec, VoiceTemplate
 from . import kokoro_model
-from .base import SAMPLE_RATE, Capabilities, ChunkAudio, Engine, Segment, speak_in_turn, split_text
+from .base import SAMPLE_RATE, Capabilities, ChunkAudio, Engine, Segment, split_text
 
 MAX_TOKENS = 510  # the model's context, minus the two boundary tokens it adds
 _GAP_BETWEEN_PIECES = 0.12  # seconds, when one segment needs several model calls
@@ -32,7 +34,9 @@ class KokoroEngine(Engine):
         max_speakers=4,
         cloning=False,
         typical_rtf=0.36,
-        plan_fields=frozenset({"rate"}),
+        # emotion: its prosody recipe (pitch, range, energy) or a voice variant; pitch/energy/intonation:
+        # the converted graph's controls (kokoro_model.add_prosody_controls)
+        plan_fields=frozenset({"rate", "emotion", "emphasis", "pitch", "range", "energy", "intonation"}),
         max_chunk_chars=300,
     )
     version = "kokoro-v1.0-int8/1"
@@ -55,33 +59,73 @@ class KokoroEngine(Engine):
                 raise BadInput(f"voice {voice.id!r} names unknown Kokoro voice(s) {unknown}; known: {known}")
 
     def synthesize(self, segments: list[Segment], voices: dict[str, VoiceTemplate]) -> ChunkAudio:
-        return speak_in_turn(segments, voices, self._speak)
+        """Each segment in its voice (its emotion's variant if defined) with its delivery's prosody; the
+        word timings come from the model's own durations."""
+        pieces, spans, words, offset = [], [], [], 0
+        for seg in segments:
+            spec = voices[seg.speaker].spec_for(seg.delivery.emotion)
+            audio, timed = self._speak(seg.text, spec, seg.delivery)
+            pieces.append(audio)
+            spans.append((seg.line_index, offset, offset + audio.size))
+            words += [(w, a + offset / SAMPLE_RATE, b + offset / SAMPLE_RATE) for w, a, b in timed]
+            offset += audio.size
+        return ChunkAudio(np.concatenate(pieces) if pieces else np.zeros(0, np.float32), spans, words)
 
     def speak(self, text: str, voice: VoiceTemplate, speed: float = 1.0) -> np.ndarray:
         """One piece of text in one voice → trimmed float32 audio at 24 kHz (previews, the spoken notice)."""
-        return self._speak(text, voice.spec, speed)
+        return self._speak(text, voice.spec, LineDelivery(speed=speed))[0]
 
-    def _speak(self, text: str, spec: KokoroSpec, speed: float) -> np.ndarray:
+    def _speak(self, text: str, spec: KokoroSpec, delivery: LineDelivery) -> tuple[np.ndarray, list[Timed]]:
+        """Audio and (word, start s, end s) of ``text``; long lines are spoken in pieces with a short gap."""
         style = blend_style(spec)
-        out = []
-        phonemes = self.phonemize(text)
+        out, words, offset = [], [], 0
+        phonemes = self.phonemize(unmark(text))
         # Phoneme strings keep their punctuation, so the sentence splitter also fits them to the window.
-        for piece in split_text(phonemes, MAX_TOKENS) if phonemes.strip() else []:
-            out.append(_trim(self._infer(piece, style, speed)))
-            out.append(np.zeros(int(_GAP_BETWEEN_PIECES * SAMPLE_RATE), np.float32))
-        return np.concatenate(out[:-1]) if out else np.zeros(0, np.float32)
+        pieces = split_text(phonemes, MAX_TOKENS) if phonemes.strip() else []
+        gap = np.zeros(int(_GAP_BETWEEN_PIECES * SAMPLE_RATE), np.float32)
+        for n, piece in enumerate(pieces):
+            shape = prosody_arrays(piece, delivery, self._phoneme_spans(piece, delivery.emphasis),
+                                   last=n == len(pieces) - 1)
+            audio, frames = self._infer(piece, style, delivery.speed, shape)
+            trimmed, cut = _trim(audio)
+            words += [(w, (offset + a - cut) / SAMPLE_RATE, (offset + b - cut) / SAMPLE_RATE)
+                      for w, a, b in word_samples(piece, frames) if b > cut and a < cut + trimmed.size]
+            out += [trimmed, gap]
+            offset += trimmed.size + gap.size
+        said = [w for w in (t.strip(_PUNCT) for t in unmark(text).split()) if w]
+        if len(said) == len(words):  # one phoneme word per written word: label the times with the text
+            words = [(w, a, b) for w, (_, a, b) in zip(said, words)]
+        return (np.concatenate(out[:-1]) if out else np.zeros(0, np.float32)), words
 
-    def _infer(self, phonemes: str, style: np.ndarray, speed: float) -> np.ndarray:
+    def _phoneme_spans(self, piece: str, emphasis: tuple[str, ...]) -> list[tuple[int, int]]:
+        """Character spans in ``piece`` of the emphasised words' phonemes (words not found are skipped)."""
+        spans: list[tuple[int, int]] = []
+        for word in emphasis:
+            target = self.phonemize(unmark(word)).strip(_PUNCT + " ")
+            at = piece.find(target) if target else -1
+            if at >= 0:
+                spans.append((at, at + len(target)))
+        return spans
+
+    def _infer(self, phonemes: str, style: np.ndarray, speed: float,
+               shape: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Audio of one phoneme string and the frames (600 samples each) of its tokens, boundaries included."""
         vocab = kokoro_model.vocab()
         ids = [vocab[c] for c in phonemes if c in vocab][:MAX_TOKENS]
         if not ids:
-            return np.zeros(0, np.float32)
-        audio = self.session.run(None, {
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        feed = {
             "tokens": np.array([[0, *ids, 0]], dtype=np.int64),
             "style": style[len(ids) - 1].reshape(1, 256),
             "speed": np.array([speed], dtype=np.float32),
-        })[0]
-        return np.asarray(audio, np.float32).ravel()
+        }
+        inputs = {i.name for i in self.session.get_inputs()}
+        if "pitch_shift" in inputs:  # the converted graph; the shipped one (no `onnx`) has no controls
+            feed.update({k: v[: len(ids) + 2].reshape(1, -1) if v.ndim else v.reshape(1)
+                         for k, v in (shape or neutral_arrays(len(ids) + 2)).items()})
+        out = self.session.run(None, feed)
+        frames = np.asarray(out[1], np.int64).ravel() if len(out) > 1 else np.zeros(0, np.int64)
+        return np.asarray(out[0], np.float32).ravel(), frames
 
     @property
     def session(self):
@@ -98,9 +142,91 @@ def blend_style(spec: KokoroSpec) -> np.ndarray:
     return np.asarray(style, np.float32)
 
 
-def _trim(audio: np.ndarray) -> np.ndarray:
-    """Cut leading/trailing silence (keeping a short pad) so the renderer alone decides the gaps."""
+def _trim(audio: np.ndarray) -> tuple[np.ndarray, int]:
+    """Cut leading/trailing silence (keeping a short pad) so the renderer alone decides the gaps; also
+    returns how many samples were cut from the front."""
     loud = np.flatnonzero(np.abs(audio) > _SILENCE)
     if loud.size == 0:
-        return audio[:0]
-    return audio[max(0, loud[0] - _EDGE_PAD): loud[-1] + _EDGE_PAD]
+        return audio[:0], 0
+    start = max(0, loud[0] - _EDGE_PAD)
+    return audio[start: loud[-1] + _EDGE_PAD], int(start)
+
+
+# -- prosody: per-token controls of the converted graph (kokoro_model.add_prosody_controls) ------------
+
+Timed = tuple[str, float, float]
+FRAME_SAMPLES = 600  # one predicted duration frame at 24 kHz
+_PUNCT = ".,!?;:…—-\"'()“”«»¡¿"
+_STARRED = re.compile(r"(?<![\w*])[*_]([^\s*_][^*_]*?)[*_](?![\w*])")
+
+
+def unmark(text: str) -> str:
+    """``*word*`` / ``_word_`` → ``word``: emphasis marks are performed, not read out ("asterisk")."""
+    return _STARRED.sub(r"\1", text)
+
+
+def neutral_arrays(tokens: int) -> dict[str, np.ndarray]:
+    """The control values that leave the audio exactly as the graph without controls made it."""
+    return {"pitch_shift": np.zeros(tokens, np.float32), "pitch_range": np.ones((), np.float32),
+            "energy": np.zeros(tokens, np.float32), "duration_scale": np.ones(tokens, np.float32)}
+
+
+def token_chars(phonemes: str) -> list[int]:
+    """For each model token (after the start token), the index of its character in ``phonemes``."""
+    vocab = kokoro_model.vocab()
+    return [i for i, c in enumerate(phonemes) if c in vocab][:MAX_TOKENS]
+
+
+def prosody_arrays(phonemes: str, delivery: LineDelivery, emphasis: list[tuple[int, int]],
+                   last: bool = True) -> dict[str, np.ndarray]:
+    """Per-token pitch (semitones), energy (dB) and duration factors for one phoneme string.
+
+    The line's shift and energy on every token; emphasis on the tokens of the ``emphasis`` character
+    spans; the question's final rise as a ramp over the last word (``last`` piece only).
+    """
+    chars = token_chars(phonemes)
+    arrays = neutral_arrays(len(chars) + 2)
+    p = delivery.prosody
+    if p.neutral:
+        return arrays
+    arrays["pitch_shift"][:] = p.pitch_shift
+    arrays["energy"][:] = p.energy_db
+    arrays["pitch_range"] = np.array(p.pitch_range, np.float32)
+    where = np.array(chars)
+    for begin, end in emphasis:
+        tokens = np.flatnonzero((where >= begin) & (where < end)) + 1  # +1: the start token
+        arrays["pitch_shift"][tokens] += p.emphasis_pitch
+        arrays["energy"][tokens] += p.emphasis_db
+        arrays["duration_scale"][tokens] *= p.emphasis_stretch
+    words = word_spans(phonemes)
+    if last and p.final_rise and words:
+        begin, end = words[-1][1:]
+        tokens = np.flatnonzero((where >= begin) & (where < end)) + 1
+        if tokens.size:
+            arrays["pitch_shift"][tokens] += np.linspace(p.final_rise / tokens.size, p.final_rise, tokens.size)
+    return arrays
+
+
+def word_spans(phonemes: str) -> list[tuple[str, int, int]]:
+    """(word, first char, end char) of every spoken word of a phoneme string (punctuation aside)."""
+    out = []
+    for m in re.finditer(r"\S+", phonemes):
+        word = m.group().strip(_PUNCT)
+        if word:
+            start = m.start() + m.group().index(word)
+            out.append((word, start, start + len(word)))
+    return out
+
+
+def word_samples(phonemes: str, frames: np.ndarray) -> list[tuple[str, int, int]]:
+    """(phoneme word, start sample, end sample) in the untrimmed audio, from the predicted durations."""
+    if frames.size == 0:
+        return []
+    chars = np.array(token_chars(phonemes))
+    edges = np.concatenate([[0], np.cumsum(frames)]) * FRAME_SAMPLES  # token t spans edges[t]..edges[t+1]
+    out = []
+    for word, begin, end in word_spans(phonemes):
+        tokens = np.flatnonzero((chars >= begin) & (chars < end)) + 1
+        if tokens.size:
+            out.append((word, int(edges[tokens[0]]), int(edges[tokens[-1] + 1])))
+    return out

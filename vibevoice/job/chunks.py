@@ -8,7 +8,7 @@ Two renderers, chosen by ``renderer_for(settings)``:
   that resumes from the engine's own saved state; its lines' spans come back with the audio.
 
 A chunk's key is a hash of everything that shapes its audio (engine version, voice spec, text,
-language, speed, seed), so a re-created job keeps every chunk whose audio would not change.
+language, speed, seed, and the line's prosody when it is not neutral), so a re-created job keeps every chunk whose audio would not change.
 """
 
 from __future__ import annotations
@@ -17,14 +17,17 @@ import hashlib
 import json
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
 from .. import delivery
 from ..delivery import TIMELINE_FIELDS, LineDelivery
 from ..engines import Engine, Segment, get_engine
+from ..engines.base import ChunkAudio
 from ..engines.base import split_text
 from ..plan.schema import Plan
+from ..prosody import Prosody
 from ..script import Script
 from ..voices import VoiceTemplate
 from .model import ChunkRecord, RenderSettings
@@ -56,18 +59,27 @@ class LineByLine:
             emotion = wanted.emotion if wanted.emotion in voice.emotions else None  # a variant performs it
             engine = self.engine(voice)
             seed = self.settings.seed if engine.capabilities.seeded else None
-            for text in split_text(line.text, engine.capabilities.max_chunk_chars):
+            pieces = split_text(line.text, engine.capabilities.max_chunk_chars)
+            for n, text in enumerate(pieces):
+                shaped = _prosody_of(wanted, engine, last=n == len(pieces) - 1)
+                emphasis = [w for w in wanted.emphasis if w in text] if shaped else []
                 key = chunk_key(engine.version, voice.spec_for(emotion).model_dump(), text, line.language,
-                                wanted.speed, seed)
+                                wanted.speed, seed, shaped and {"prosody": shaped, "emphasis": emphasis})
                 chunks.append(ChunkRecord(index=len(chunks), key=key, line_index=line.index, speaker=line.speaker,
-                                          text=text, speed=round(wanted.speed, 4), emotion=emotion))
+                                          text=text, speed=round(wanted.speed, 4), emotion=emotion,
+                                          prosody=shaped, emphasis=emphasis))
         return chunks
 
     def speak(self, chunk: ChunkRecord, language: str, voice: VoiceTemplate, speed: float) -> np.ndarray:
         """One take of ``chunk`` at ``speed`` (QA retakes vary it)."""
+        return np.asarray(self.take(chunk, language, voice, speed).audio, np.float32)
+
+    def take(self, chunk: ChunkRecord, language: str, voice: VoiceTemplate, speed: float) -> ChunkAudio:
+        """One take of ``chunk`` with its delivery as keyed; the engine's word timings when it has them."""
         segment = Segment(chunk.line_index, chunk.speaker, chunk.text, language,
-                          LineDelivery(speed=speed, emotion=chunk.emotion))
-        return np.asarray(self.engine(voice).synthesize([segment], {chunk.speaker: voice}).audio, np.float32)
+                          LineDelivery(speed=speed, emotion=chunk.emotion, emphasis=tuple(chunk.emphasis),
+                                       prosody=Prosody.from_key(chunk.prosody)))
+        return self.engine(voice).synthesize([segment], {chunk.speaker: voice})
 
 
 class WholeScript:
@@ -110,7 +122,23 @@ def renderer_for(settings: RenderSettings) -> Renderer:
     return WholeScript(settings) if settings.engine != "voices" else LineByLine(settings)
 
 
-def chunk_key(engine_version: str, spec: dict, text: str, language: str, speed: float, seed: int | None) -> str:
+def _prosody_of(wanted: LineDelivery, engine: Engine, last: bool) -> dict[str, float] | None:
+    """The delivery's prosody as the engine performs it (None: neutral, or an engine without prosody).
+    Only a line's last piece carries its question's final rise."""
+    if "pitch" not in engine.capabilities.plan_fields:
+        return None
+    shaped = wanted.prosody if last else replace(wanted.prosody, final_rise=0.0)
+    if not wanted.emphasis:
+        shaped = replace(shaped, emphasis_pitch=0.0, emphasis_db=0.0, emphasis_stretch=1.0)
+    return None if shaped.neutral else shaped.key()
+
+
+def chunk_key(engine_version: str, spec: dict, text: str, language: str, speed: float, seed: int | None,
+              shaping: dict | None = None) -> str:
+    """A hash of what shapes a chunk's audio; ``shaping`` (prosody, emphasis) only when not neutral, so
+    neutral chunks keep the keys they had before prosody existed."""
     identity = {"engine": engine_version, "spec": spec, "text": text, "language": language,
                 "speed": round(speed, 4), "seed": seed}
+    if shaping:
+        identity["shaping"] = shaping
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]

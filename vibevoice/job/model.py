@@ -86,6 +86,10 @@ class ChunkRecord(BaseModel):
     text: str
     speed: float = 1.0
     emotion: str | None = None  # the plan's emotion, when the voice has a variant for it
+    # The line's prosody as its engine performs it (``prosody.Prosody.key()``; None: neutral) and the
+    # emphasised words in this chunk's text; both are part of the key, so a plan edit re-renders this line.
+    prosody: dict[str, float] | None = None
+    emphasis: list[str] = Field(default_factory=list)
     status: Literal["pending", "done", "failed"] = "pending"
     samples: int = 0
     render_seconds: float = 0.0

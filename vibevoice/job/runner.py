@@ -41,7 +41,7 @@ from ..script import Script, parse_script
 from ..voices import VoiceTemplate
 from .admission import admit
 from .chunks import Renderer, renderer_for
-from .model import MANIFEST, ChunkRecord, Manifest, Progress, RenderSettings
+from .model import MANIFEST, ChunkRecord, Manifest, Progress, RenderSettings, TimedWord
 
 ProgressFn = Callable[[Progress], None]
 LOCK = ".lock"
@@ -209,16 +209,24 @@ class Job:
         voice = self.manifest.voices[chunk.speaker]
         language = self.script.lines[chunk.line_index].language
 
+        timed: dict[float, list[TimedWord]] = {}  # the engine's own word times, per take
+
         def speak(speed: float) -> np.ndarray:
             if speed == chunk.speed and chunk.status == "done" and (self.dir / chunk.file).exists():
+                timed[speed] = chunk.words
                 return self.chunk_audio(chunk)  # a take finished before QA was on: hear it, don't redo it
-            return self.renderer.speak(chunk, language, voice, speed)
+            take = self.renderer.take(chunk, language, voice, speed)
+            timed[speed] = [TimedWord(text=w, start=a, end=b) for w, a, b in take.words]
+            return np.asarray(take.audio, np.float32)
 
         if not self.manifest.settings.qa:
-            return speak(chunk.speed)
+            audio = speak(chunk.speed)
+            chunk.words = timed[chunk.speed]
+            return audio
         audio, verdict = gate.best_take(chunk.text, language, chunk.speaker, chunk.speed, speak,
                                         self._references(), self.manifest.settings.qa_retakes)
-        chunk.takes, chunk.words = verdict.takes, verdict.words
+        kept = next((t.speed for t in verdict.takes if t.kept), chunk.speed)
+        chunk.takes, chunk.words = verdict.takes, timed.get(kept) or verdict.words  # the engine's times first
         return audio
 
     def _render_whole(self, chunk: ChunkRecord, stop: threading.Event | None, t0: float) -> np.ndarray:

@@ -209,7 +209,10 @@ def _entries(reply: str) -> tuple[list, str | None]:
 def _merge(script: Script, index: int, plan: LinePlan, entry: dict) -> LinePlan:
     """The rules plan with what the model stated on top (a field it left out stays as rules decided)."""
     base = rules.plan_line(script, index)
-    stated = {k: getattr(plan, k) for k in entry if k in LinePlan.model_fields and k != "line_index"}
+    stated = {k: getattr(plan, k) for k in entry if k in LinePlan.model_fields
+              and k not in ("line_index", "emotion_source", "confidence")}
+    if stated.get("emotion", base.emotion) != base.emotion:  # the model's own guess, confidence unknown
+        stated.update(emotion_source="model", confidence=None)
     stated["note"] = ("http: " + stated.get("note", "")).strip()[:200]
     return base.model_copy(update=stated)
 

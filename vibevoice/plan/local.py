@@ -130,7 +130,7 @@ class LocalPlanner(Planner):
             ranked = sorted(zip(scores.tolist(), rules.EMOTIONS), reverse=True)
             (best, emotion), (second, runner_up) = ranked[0], ranked[1]
             note = f"local model: {emotion} {best:.0%}, then {runner_up} {second:.0%}"
-            yield i, rules.plan_line(script, i, emotion=emotion, note=note)
+            yield i, rules.plan_line(script, i, emotion=emotion, note=note, confidence=best)
 
     # -- model state, computed once per loaded model -------------------------------------------
 

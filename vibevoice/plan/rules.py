@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 
+from .. import prosody
 from ..script import Line, Script
 from .schema import Emotion, LinePlan, SentenceType
 
@@ -65,8 +66,6 @@ _TEXT_WORDS: dict[str, tuple[str, ...]] = {
 _HAN = re.compile("[\u4e00-\u9fff]")
 
 # How each emotion moves the speaking rate at intensity 0.5 (scaled with intensity).
-_RATE = {"neutral": 1.0, "happy": 1.03, "excited": 1.1, "sad": 0.9, "angry": 1.06, "surprised": 1.04,
-         "skeptical": 0.96, "calm": 0.95, "serious": 0.95, "fearful": 1.05, "tender": 0.92, "amused": 1.02}
 _BASE_INTENSITY = {"neutral": 0.3, "calm": 0.35}
 
 _CLOSERS = "\"'”’)）」』】]》 "
@@ -83,19 +82,22 @@ _COMMON_ACRONYMS = {"CEO", "USA", "NASA", "FBI", "CIA", "API", "GPU", "CPU", "UR
 
 
 def plan_line(script: Script, index: int, *, emotion: str | None = None, intensity: float | None = None,
-              note: str | None = None) -> LinePlan:
-    """The rules' plan for one line; an LLM planner passes the emotion (and intensity) it chose."""
+              note: str | None = None, confidence: float | None = None) -> LinePlan:
+    """The rules' plan for one line; an LLM planner passes the emotion (and intensity, confidence) it chose."""
     line = script.lines[index]
     kind = sentence_type(line.text)
+    source = "model" if emotion is not None else "rules"
     if emotion is None:
         emotion, why = emotion_cue(line)
         note = note if note is not None else why
+        source = "hint" if hint_emotion(line.hints) else "rules"
     if intensity is None:
         intensity = _intensity(line, emotion, kind)
     before, after = _pauses(line)
     return LinePlan(line_index=index, emotion=emotion, intensity=round(intensity, 2), sentence_type=kind,
                     rate=_rate(line, emotion, intensity), pause_before=before, pause_after=after,
-                    emphasis=emphasis_words(line.text), note=(note or "")[:200])
+                    emphasis=emphasis_words(line.text), note=(note or "")[:200], emotion_source=source,
+                    confidence=None if confidence is None else round(confidence, 3))
 
 
 def plan_script(script: Script) -> list[LinePlan]:
@@ -166,7 +168,7 @@ def emphasis_words(text: str) -> list[str]:
 
 def rate_for(emotion: str, intensity: float) -> float:
     """Speaking-rate factor for an emotion: its tendency, stronger with intensity, clamped to the schema."""
-    return round(min(1.3, max(0.7, 1 + (_RATE[emotion] - 1) * (0.5 + intensity))), 2)
+    return round(min(1.3, max(0.7, 1 + (prosody.rate_for(emotion) - 1) * (0.5 + intensity))), 2)
 
 
 def _rate(line: Line, emotion: str, intensity: float) -> float:

@@ -18,6 +18,10 @@ Emotion = Literal[
     "fearful", "tender", "amused",
 ]
 SentenceType = Literal["statement", "question", "exclamation"]
+# Where a line's emotion came from: a stage direction or speaker hint ("hint": the script, the page's
+# speaker hint, API instructions), a person's edit ("user"), the rules' word cues ("rules") or the
+# local/HTTP model's guess ("model"). None: not recorded (older plans, hand-written JSON): performed as given.
+EmotionSource = Literal["hint", "user", "rules", "model"]
 
 
 class LinePlan(BaseModel):
@@ -30,6 +34,9 @@ class LinePlan(BaseModel):
     pause_after: float | None = Field(default=None, ge=0.0, le=10.0)
     emphasis: list[str] = Field(default_factory=list, description="words of the line to stress")
     note: str = Field(default="", max_length=200)
+    emotion_source: EmotionSource | None = None
+    confidence: float | None = Field(default=None, ge=0.0, le=1.0,
+                                     description="the director's probability for its emotion (model guesses)")
 
 
 class Plan(BaseModel):
