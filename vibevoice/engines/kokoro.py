@@ -88,7 +88,7 @@ class KokoroEngine(Engine):
                                    last=n == len(pieces) - 1)
             audio, frames = self._infer(piece, style, delivery.speed, shape)
             trimmed, cut = _trim(audio)
-            words += [(w, (offset + a - cut) / SAMPLE_RATE, (offset + b - cut) / SAMPLE_RATE)
+            words += [(w, (offset + max(0, a - cut)) / SAMPLE_RATE, (offset + min(b - cut, trimmed.size)) / SAMPLE_RATE)
                       for w, a, b in word_samples(piece, frames) if b > cut and a < cut + trimmed.size]
             out += [trimmed, gap]
             offset += trimmed.size + gap.size
@@ -202,8 +202,9 @@ def prosody_arrays(phonemes: str, delivery: LineDelivery, emphasis: list[tuple[i
     if last and p.final_rise and words:
         begin, end = words[-1][1:]
         tokens = np.flatnonzero((where >= begin) & (where < end)) + 1
-        if tokens.size:
-            arrays["pitch_shift"][tokens] += np.linspace(p.final_rise / tokens.size, p.final_rise, tokens.size)
+        if tokens.size:  # a ramp over the word, held over what follows it (its punctuation, the end token)
+            arrays["pitch_shift"][tokens] += np.linspace(p.final_rise / 4, p.final_rise, tokens.size)
+            arrays["pitch_shift"][tokens[-1] + 1:] += p.final_rise
     return arrays
 
 

@@ -15,7 +15,7 @@ from .. import __version__
 from ..content_filter import Finding
 from ..content_filter import Mode as FilterMode
 from ..content_filter import default_mode as default_filter_mode
-from ..plan.schema import Plan
+from ..plan.schema import LinePlan, Plan
 from ..voices import VoiceTemplate
 
 MANIFEST = "job.json"
@@ -124,6 +124,10 @@ class Manifest(BaseModel):
     planner: str | None = Field(default=None, description="director still to run before rendering (None: the "
                                 "plan is final)")
     speaker_hints: dict[str, str] = Field(default_factory=dict)
+    # While a director is still to run on an edited script: the previous plan of each unchanged line
+    # (re-indexed) and the speaker hints it was made with; ``Job.direct`` keeps them.
+    kept_plans: list[LinePlan] = Field(default_factory=list)
+    kept_hints: dict[str, str] = Field(default_factory=dict)
     notes: list[str] = Field(default_factory=list, description="plan requests the engines cannot honour")
     content_flags: list[Finding] = Field(default_factory=list, description="lines the content filter flagged")
     chunked: bool = Field(default=True, description="False until the chunks are keyed from the final plan")

@@ -19,6 +19,7 @@ process renders it, so submitting stays instant and the plan is made once.
 
 from __future__ import annotations
 
+import difflib
 import fcntl
 import re
 import threading
@@ -35,7 +36,7 @@ from .. import audit, delivery, disclosure
 from ..atomic import is_disk_full, write_bytes_atomic
 from ..audio import SAMPLE_RATE, wav_bytes
 from ..errors import Cancelled, Conflict, NotFound, RenderFailed
-from ..plan.schema import Plan
+from ..plan.schema import LinePlan, Plan
 from ..qa import gate
 from ..script import Script, parse_script
 from ..voices import VoiceTemplate
@@ -65,13 +66,15 @@ class Job:
     @classmethod
     def create(cls, directory: Path, script_text: str, voices: dict[str, VoiceTemplate],
                settings: RenderSettings | None = None, plan: Plan | None = None, actor: str | None = None,
-               job_id: str | None = None, planner: str | None = None) -> "Job":
+               job_id: str | None = None, planner: str | None = None, replan: bool = False) -> "Job":
         """Start a job, or update the one already in ``directory`` keeping every finished chunk.
 
         Admission runs first (``admission.admit``); nothing is written if it fails. ``planner`` names a
         director still to run (``direct``) when no ``plan`` is given; otherwise the chunks are keyed now.
         ``actor`` (for the audit log) defaults to whoever created the job, else the local user; a new
-        job gets ``job_id`` (default: random), an existing one keeps its id.
+        job gets ``job_id`` (default: random), an existing one keeps its id. When the director runs
+        again on an edited script, lines that did not change keep their previous plan (so their audio
+        is kept too) unless ``replan``.
         """
         directory, settings = Path(directory), settings or RenderSettings()
         script = parse_script(script_text)
@@ -91,6 +94,8 @@ class Job:
             title=old.title if old else "", script=script_text, voices=voices, settings=settings, plan=plan,
             planner=planner if pending else None, content_flags=flags, chunked=False,
             chunks=old.chunks if old else [],  # kept until re-keyed, so finished audio is never forgotten
+            kept_plans=_unchanged_plans(old, script) if pending and not replan else [],
+            kept_hints=old.speaker_hints if old else {},
         )
         job = cls(directory, manifest)
         job._renderer = renderer
@@ -120,9 +125,23 @@ class Job:
         if m.chunked:
             return
         plan = delivery.direct(self.script, m.planner or delivery.NO_PLANNER, m.speaker_hints, progress=progress)
-        m.plan, m.planner = plan, None
+        plan = self._keep_unchanged(plan)
+        m.plan, m.planner, m.kept_plans = plan, None, []
         self._key_chunks(plan)
         self.save()
+
+    def _keep_unchanged(self, plan: Plan | None) -> Plan | None:
+        """The new plan with the previous plan of every unchanged line (same speaker, text, hints and
+        speaker hint): a planner reading context must not re-plan a neighbour of an edited line."""
+        m = self.manifest
+        speakers = {ln.index: ln.speaker for ln in self.script.lines}
+        kept = {p.line_index: p for p in m.kept_plans
+                if m.speaker_hints.get(speakers[p.line_index]) == m.kept_hints.get(speakers[p.line_index])}
+        if plan is None or not kept:
+            return plan
+        lines = [kept.get(p.line_index, p) for p in plan.lines]
+        return plan.model_copy(update={"lines": lines, "cached": sorted(set(plan.cached) | set(kept)),
+                                       "fallbacks": {i: r for i, r in plan.fallbacks.items() if i not in kept}})
 
     def _key_chunks(self, plan: Plan | None) -> None:
         """Key the chunks from ``plan``; a chunk whose key and file already exist keeps its audio and records."""
@@ -320,6 +339,26 @@ class Job:
         except OSError:
             pass  # the disk-full path: the previous manifest is still valid and the chunks are on disk
 
+
+
+def _unchanged_plans(old: Manifest | None, script: Script) -> list[LinePlan]:
+    """The previous plan of each line of ``script`` that is unchanged from ``old``'s script, re-indexed."""
+    if old is None or old.plan is None:
+        return []
+    before = parse_script(old.script).lines
+    plans = {p.line_index: p for p in old.plan.lines}
+    matcher = difflib.SequenceMatcher(None, [_identity(ln) for ln in before],
+                                      [_identity(ln) for ln in script.lines], autojunk=False)
+    kept = []
+    for block in matcher.get_matching_blocks():
+        for k in range(block.size):
+            if (found := plans.get(block.a + k)) is not None:
+                kept.append(found.model_copy(update={"line_index": block.b + k}))
+    return kept
+
+
+def _identity(line) -> tuple:
+    return line.speaker, line.text, tuple(line.hints), line.language
 
 
 def _revision_on_disk(directory: Path) -> int | None:
