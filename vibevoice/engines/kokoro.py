@@ -3,7 +3,9 @@
 Kokoro is stateless: every segment is spoken on its own, so chunks can be rendered in any order and
 retried freely. A voice is a 510×256 style pack (one row per input length); a blend is the weighted
 sum of packs, which gives new, clean voices between two distinct ones. Speed is the model's own
-duration control. Where the weights come from and how they are made fast: ``kokoro_model``.
+duration control; a line's emotion, emphasis and question intonation are its delivery's ``Prosody``
+(``vibevoice.prosody``), performed through the converted graph's per-token pitch, energy and duration
+inputs, and word times come from the predicted durations (``word_samples``). Where the weights come from and how they are made fast: ``kokoro_model``.
 """
 
 from __future__ import annotations

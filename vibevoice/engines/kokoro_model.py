@@ -57,6 +57,16 @@ is out of reach this way: in the shipped graph the non-convolution ops alone
 Sessions from the converted graph take ~2.5 s to create (1.2 s shipped) on a
 quiet machine, more under load; once per process.
 
+Prosody controls (the same conversion, :func:`add_prosody_controls`)
+    The graph gets four more inputs, applied to what the predictor hands the decoder, so the vocoder
+    renders the new contours itself: ``pitch_shift`` (semitones per token) and ``pitch_range`` (a
+    factor on log-F0 around the line's voiced mean) edit the F0 curve after ``F0_proj``; ``energy``
+    (dB per token) is added to the N curve after ``N_proj`` and applied as a smooth gain on the output
+    (the vocoder follows N only weakly); ``duration_scale`` multiplies each token's predicted duration
+    before ``speed`` and rounding.  A ``durations`` output gives every token's frames (600 samples).
+    At the neutral values every edit multiplies by exactly 1 or adds exactly 0: the audio is
+    bit-identical to the conversion without them (tests/test_emotion.py).
+
 The ``onnx`` package is imported only to convert; the converted graph is
 cached under ``cache_dir`` keyed by the source sha256 and
 ``CONVERTER_VERSION``, so later loads need only onnxruntime.

@@ -199,6 +199,8 @@ class JobService:
         entries = {p.line_index: p for p in plan.lines}
         entry = entries.get(line_index) or LinePlan(line_index=line_index)
         changes = {k: v for k, v in (("rate", rate), ("emotion", emotion)) if v is not None}
+        if emotion is not None:  # a person chose it: performed in full, like a hint
+            changes.update(emotion_source="user", confidence=None)
         entries[line_index] = LinePlan.model_validate({**entry.model_dump(), **changes})
         plan = plan.model_copy(update={"lines": [entries[i] for i in sorted(entries)]})
         voices = {s: v.id for s, v in job.manifest.voices.items()}
