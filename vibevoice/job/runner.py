@@ -49,6 +49,9 @@ class Job:
         self._progress: ProgressFn | None = None
         self._refs: dict[str, np.ndarray] | None = None
         self._renderer: Renderer | None = None
+        # Called before every manifest write; raises when this process may no longer write the job
+        # (the farm's lease, ``farm.lease``). None: the job has one process, so nothing to check.
+        self.guard: Callable[[], None] | None = None
         self.dir = Path(directory)
         self.manifest = manifest
         self.script: Script = parse_script(manifest.script)
@@ -275,6 +278,8 @@ class Job:
     # -- persistence ---------------------------------------------------------------------------------
 
     def save(self) -> None:
+        if self.guard is not None:
+            self.guard()
         self.manifest.updated = _now()
         write_bytes_atomic(self.dir / MANIFEST, self.manifest.model_dump_json(indent=1).encode("utf-8"))
 
