@@ -99,11 +99,14 @@ def detect_devices() -> list[str]:
 
 
 def warm_up() -> None:
-    """Prepare the embedded engine's converted graph once, before forking (no threads are started)."""
-    from .. import paths
+    """Load what every render process needs once, before forking: the embedded engine's converted graph
+    and the English phonemizer (seconds each). The inference session itself starts threads, which a
+    fork does not carry, so each render process opens its own (a fraction of a second)."""
+    from .. import paths, phonemize
     from ..engines import kokoro_model
 
     kokoro_model.fast_model_bytes(paths.cache_dir())
+    phonemize._english_g2p()
 
 
 def start_worker(url: str, priorities: list[str], engines: list[str], name: str | None = None,
