@@ -1,7 +1,10 @@
 """Start VibeVoice WebUI: the page and the HTTP API in one process (``python app.py``).
 
 Listens on 127.0.0.1:7860 unless ``--host``/``--port`` or ``VIBEVOICE_HOST``/``VIBEVOICE_PORT`` say
-otherwise; ``--workers``/``VIBEVOICE_WORKERS`` sets how many jobs render at once.
+otherwise; ``--workers``/``VIBEVOICE_WORKERS`` sets how many jobs render at once. Off loopback every
+request needs the access token (``VIBEVOICE_TOKEN``, or one generated and printed here); see
+``vibevoice.api.guard``. ``X-Forwarded-For`` is believed only from ``VIBEVOICE_TRUSTED_PROXIES``.
+The same app with its jobs on a render farm: ``vibevoice serve --queue redis://…``.
 """
 
 from __future__ import annotations
@@ -11,9 +14,7 @@ import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no telemetry calls
 
-import uvicorn  # noqa: E402
-
-from ui.server import create_app  # noqa: E402
+from ui.server import create_app, serve  # noqa: E402
 
 __all__ = ["create_app", "main"]
 
@@ -24,8 +25,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("VIBEVOICE_PORT", "7860")))
     parser.add_argument("--workers", type=int, default=int(os.environ.get("VIBEVOICE_WORKERS", "1")))
     args = parser.parse_args()
-    print(f"VibeVoice WebUI on http://{args.host}:{args.port}  (API docs: /docs)", flush=True)
-    uvicorn.run(create_app(args.workers), host=args.host, port=args.port, log_level="warning")
+    serve(args.host, args.port, workers=args.workers)
 
 
 if __name__ == "__main__":

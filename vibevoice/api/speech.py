@@ -14,14 +14,14 @@ import numpy as np
 import soundfile as sf
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..audio import SAMPLE_RATE
 from ..errors import RenderFailed
 from ..job.model import RenderSettings
 from ..job.service import JobRequest, JobService
 from ..provenance import DISCLOSURE
-from ..script import MAX_SCRIPT_BYTES, parse_script
+from ..script import MAX_SCRIPT_BYTES, check_text, parse_script
 from .deps import actor, job_service
 
 router = APIRouter(tags=["speech"])
@@ -34,6 +34,8 @@ MEDIA = {"mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac", "opus": 
 
 
 class SpeechRequest(BaseModel):
+    model_config = ConfigDict(strict=True)  # OpenAI's extra fields pass; wrong types do not
+
     model: str = Field(default="kokoro", description="accepted for compatibility; the voice decides the engine")
     input: str = Field(min_length=1, max_length=MAX_SCRIPT_BYTES)
     voice: str = Field(default="deep-male", description="a voice template id or an OpenAI voice name")
@@ -41,6 +43,8 @@ class SpeechRequest(BaseModel):
     speed: float = Field(default=1.0, ge=0.5, le=2.0)
     voices: dict[str, str] = Field(default_factory=dict, description="speaker → voice id for tagged scripts")
     instructions: str | None = Field(default=None, description="accepted for compatibility; not used")
+
+    _input_characters = field_validator("input", mode="before")(check_text)
 
 
 @router.post("/audio/speech", response_class=Response,

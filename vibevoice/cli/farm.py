@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from ..errors import VibeVoiceError
-from .common import fail, out
+from .common import fail
 
 QueueOpt = Annotated[str, typer.Option("--queue", envvar="VIBEVOICE_QUEUE",
                                        help="Redis URL of the farm, e.g. redis://user:pass@host:6379/0 "
@@ -28,9 +28,7 @@ def serve(
     workers: Annotated[int, typer.Option(help="render threads when there is no --queue")] = 1,
 ) -> None:
     """Serve the page and the HTTP API; with --queue, jobs render on the farm's workers."""
-    import uvicorn
-
-    from ui.server import create_app
+    from ui.server import serve as serve_app
 
     from ..job.service import JobService
 
@@ -44,8 +42,7 @@ def serve(
     except VibeVoiceError as error:
         fail(str(error))
     mode = f"farm at {_redacted(queue)}" if queue else f"{workers} local render thread(s)"
-    out.print(f"VibeVoice WebUI on http://{host}:{port}  (API docs: /docs; jobs in {service.root}; {mode})")
-    uvicorn.run(create_app(service=service), host=host, port=port, log_level="warning")
+    serve_app(host, port, service=service, note=f"; jobs in {service.root}; {mode}")
 
 
 def worker(

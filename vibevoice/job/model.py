@@ -27,7 +27,8 @@ PRIORITIES: tuple[Priority, ...] = ("high", "default", "low")
 
 
 class RenderSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error, not silently ignored
+    # A misspelt setting is an error, not silently ignored; ``true`` is not a speed, nor "yes" a switch.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     speed: float = Field(default=1.0, ge=0.5, le=2.0, description="multiplies every voice's own speed")
     seed: int = Field(default=0, description="for engines that sample; Kokoro is deterministic")
@@ -103,6 +104,8 @@ class ChunkRecord(BaseModel):
 
 class Manifest(BaseModel):
     format: int = 1
+    # Bumped by every write; a writer holding an older revision is refused (one writer at a time).
+    revision: int = 0
     job_id: str
     tool: str = f"vibevoice-webui {__version__}"
     requested_by: str | None = Field(default=None, description="who created the job (for the local audit log)")

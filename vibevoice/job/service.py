@@ -15,9 +15,9 @@ reload and a server restart; a job that was rendering when the server stopped co
 
 from __future__ import annotations
 
-import logging
 import contextlib
 import itertools
+import logging
 import queue
 import re
 import shutil
@@ -25,11 +25,11 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import ContextManager, Protocol
 from pathlib import Path
+from typing import ContextManager, Protocol
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .. import audit, delivery, paths, provenance
 from ..audio import SAMPLE_RATE, fade, pcm16
@@ -38,7 +38,7 @@ from ..export import export_job, job_provenance, layout, mp3_encoder, spoken_not
 from ..plan.schema import LinePlan, Plan
 from ..plan.validate import load_plan
 from ..qa import gate
-from ..script import MAX_SCRIPT_BYTES, parse_script
+from ..script import MAX_SCRIPT_BYTES, check_text, parse_script
 from ..voices import assign_voices, load_templates, slug
 from .model import ACTIVE, MANIFEST, PRIORITIES, Priority, Progress, RenderSettings
 from .runner import Job
@@ -49,6 +49,8 @@ PREVIEW_GAIN = 10 ** (6 / 20)  # the stream is heard before loudness is measured
 
 
 class JobRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
     script: str = Field(max_length=MAX_SCRIPT_BYTES, description="the dialogue script")
     voices: dict[str, str] = Field(default_factory=dict, description="speaker → voice template id")
     settings: RenderSettings = Field(default_factory=RenderSettings)
@@ -59,6 +61,8 @@ class JobRequest(BaseModel):
     title: str = Field(default="", max_length=120)
     priority: Priority = Field(default="default", description="high, default or low: a short preview (high) "
                                "starts before a long job (default) that was queued earlier")
+
+    _script_characters = field_validator("script", mode="before")(check_text)
 
 
 class JobInfo(BaseModel):
@@ -136,9 +140,9 @@ def run_queued(job: Job, progress: Callable[[Progress], None] | None = None,
         run(job, progress=progress, stop=stop)
     except (Cancelled, RenderFailed):
         pass  # the manifest says what happened and how to go on
+    except (Conflict, NotFound) as err:  # cancelled, edited or deleted meanwhile, or the farm's lease lost
+        log.info("job %s: %s; this worker let it go", job.manifest.job_id, err)
     except Exception as err:  # noqa: BLE001 — a bug must not kill the worker or hide from the user
-        if isinstance(err, Conflict):
-            raise  # this process lost the right to write the job (the farm's lease): it must not touch it
         error_id = uuid.uuid4().hex[:8]
         log.exception("job %s failed unexpectedly (error %s)", job.manifest.job_id, error_id)
         job.set_status("failed", f"internal error {error_id} ({type(err).__name__}); the server log has "
@@ -178,6 +182,7 @@ class LocalExecutor:
         self._order = itertools.count()
         self._live: dict[str, Progress] = {}
         self._stops: dict[str, threading.Event] = {}
+        self._running: set[str] = set()  # jobs a worker thread is inside ``run`` for
         self._changed = threading.Condition()
 
     def start(self, root: Path) -> None:
@@ -194,7 +199,7 @@ class LocalExecutor:
 
     def cancel(self, job: Job) -> None:
         self._stops.setdefault(job.dir.name, threading.Event()).set()
-        if job.manifest.status == "queued":
+        if job.manifest.status == "queued" and job.dir.name not in self._running:
             job.set_status("interrupted", "cancelled; resume to continue")
             self._notify()
 
@@ -205,6 +210,14 @@ class LocalExecutor:
         return None  # this process has every engine the job's admission accepted
 
     def holding(self, job_id: str, wait: float = 2.0) -> ContextManager[None]:
+        """Wait (up to ``wait`` s) for a worker thread still inside the job to let go; the manifest's lock
+        and revision (``Job.save``) keep the writes themselves one at a time."""
+        deadline = time.monotonic() + wait
+        with self._changed:
+            while job_id in self._running and time.monotonic() < deadline:
+                self._changed.wait(timeout=0.2)
+        if job_id in self._running:
+            raise Conflict(f"job {job_id} is still stopping (its current chunk takes a while); try again in a moment")
         return contextlib.nullcontext()
 
     def wait_change(self, timeout: float) -> None:
@@ -214,10 +227,14 @@ class LocalExecutor:
     def _work(self) -> None:
         while True:
             job_id = self._queue.get()[2]
+            with self._changed:
+                self._running.add(job_id)
             try:
                 self._run(job_id)
             finally:
                 self._live.pop(job_id, None)
+                with self._changed:
+                    self._running.discard(job_id)
                 self._notify()
 
     def _run(self, job_id: str) -> None:
@@ -263,8 +280,10 @@ class JobService:
 
     def submit(self, request: JobRequest, job_id: str | None = None, actor: str | None = None) -> JobInfo:
         """Validate and queue a job (or update job ``job_id``, re-rendering only what changed)."""
+        paths.check_model_dir(request.settings.model_dir)  # a client names checkpoints from the allow-list only
         job_id = job_id or uuid.uuid4().hex[:12]
         directory = self._dir(job_id, must_exist=False)
+        self._refuse_if_active(directory)
         with self.executor.holding(job_id):
             if (directory / MANIFEST).exists() and Job.open(directory).manifest.status in ACTIVE:
                 raise Conflict(f"job {job_id} is still rendering; wait for it to finish or cancel it first")
@@ -334,9 +353,10 @@ class JobService:
         self.executor.cancel(Job.open(self._dir(job_id)))
         return self.info(job_id)
 
-    def delete(self, job_id: str, actor: str | None = None) -> None:
+    def delete(self, job_id: str, actor: str | None = None, timeout: float = 60) -> None:
+        """Cancel the job, wait for its worker to let go, then remove it, so it cannot come back."""
         self.cancel(job_id)
-        with self.executor.holding(job_id, wait=30.0):  # a farm worker lets go at its next chunk
+        with self.executor.holding(job_id, wait=timeout):  # its worker lets go at its next chunk
             shutil.rmtree(self._dir(job_id))
         audit.record("job.deleted", actor=actor, job_id=job_id)
 
@@ -367,7 +387,7 @@ class JobService:
             sent = notice.start + notice.audio.size
             audio = np.concatenate([np.zeros(notice.start, np.float32), fade(notice.audio) * PREVIEW_GAIN])
             yield bytes(encoder.encode(pcm16(audio).tobytes()))
-        for chunk_audio, start in self._chunks_in_order(job_id, poll):
+        for chunk_audio, start in self._chunks_in_order(job_id, poll):  # ends quietly if the job is deleted
             silence = np.zeros(max(0, start - sent), np.float32)
             audio = np.concatenate([silence, fade(chunk_audio) * PREVIEW_GAIN])
             sent = start + chunk_audio.size
@@ -379,7 +399,10 @@ class JobService:
     def _chunks_in_order(self, job_id: str, poll: float) -> Iterator[tuple[np.ndarray, int]]:
         index = 0
         while True:
-            job = Job.open(self._dir(job_id))
+            try:
+                job = Job.open(self._dir(job_id))
+            except NotFound:
+                return  # deleted while someone listened
             m = job.manifest
             if not m.chunked and m.status in ACTIVE:  # the director is still planning it
                 time.sleep(poll)
@@ -388,12 +411,21 @@ class JobService:
                 return
             if m.chunks[index].status == "done":
                 placed, _ = layout(job)
-                yield job.chunk_audio(m.chunks[index]), placed[index][1]
+                try:
+                    audio = job.chunk_audio(m.chunks[index])
+                except (OSError, RuntimeError, VibeVoiceError):
+                    return  # its files went away (deleted): the stream ends where the audio ends
+                yield audio, placed[index][1]
                 index += 1
             elif m.status not in ACTIVE:
                 return  # stopped or failed: end the stream where the audio ends
             else:
                 time.sleep(poll)
+
+    @staticmethod
+    def _refuse_if_active(directory: Path) -> None:
+        if (directory / MANIFEST).exists() and Job.open(directory).manifest.status in ACTIVE:
+            raise Conflict(f"job {directory.name} is still rendering; wait for it to finish or cancel it first")
 
     def _dir(self, job_id: str, must_exist: bool = True) -> Path:
         """The job's directory; ids are fixed-form hex, so no request can reach outside ``root``."""
