@@ -17,7 +17,9 @@ import gradio as gr
 from gradio.utils import get_upload_folder
 from pydantic import ValidationError
 
-from vibevoice import delivery, paths
+from ui import transcript
+from ui.status import status_html
+from vibevoice import paths
 from vibevoice.audio import SAMPLE_RATE, clock
 from vibevoice.cloning import clone_voice
 from vibevoice.content_filter import check as check_content
@@ -25,8 +27,7 @@ from vibevoice.content_filter import default_mode as default_filter_mode
 from vibevoice.engines import get_engine
 from vibevoice.errors import BadInput, VibeVoiceError, field_problems
 from vibevoice.job.model import ACTIVE, RenderSettings
-from vibevoice.job.service import JobInfo, JobRequest, JobService
-from vibevoice.plan import load_plan
+from vibevoice.job.service import JobRequest, JobService
 from vibevoice.script import ScriptError, parse_script
 from vibevoice.voices import assign_voices, load_templates
 
@@ -218,40 +219,10 @@ def page_actor(request: gr.Request | None) -> str:
     return f"page:{host or 'unknown'}"
 
 
-PLAN_COLUMNS = ["line", "speaker", "text", "emotion", "intensity", "rate", "pause before", "pause after", "note"]
-
-
 def direct_plan(text: str, planner: str, *rows):
-    """The director's plan as an editable table (``rows``: ``SpeakerRow`` values, for the emotion hints)."""
-    try:
-        script = parse_script(text)
-    except ScriptError as error:
-        raise gr.Error(html.escape(str(error)).replace("\n", "<br>"), title="Fix the script first") from None
+    """The director's plan as the transcript (``rows``: ``SpeakerRow`` values, for the emotion hints)."""
     hints = {row.speaker: row.hint for row in SpeakerRow.many(rows) if row.speaker and row.hint}
-    plan = delivery.direct(script, planner if planner != "none" else "rules", hints)
-    table = [[p.line_index + 1, script.lines[p.line_index].speaker, script.lines[p.line_index].text, p.emotion,
-              p.intensity, p.rate, p.pause_before, p.pause_after, p.note] for p in plan.lines]
-    fell_back = f" ({len(plan.fallbacks)} line(s) fell back to rules)" if plan.fallbacks else ""
-    return table, f"Planned by **{plan.planner}**{fell_back}. Edit emotion, rate or pauses, then Generate."
-
-
-def table_plan(table, script):
-    """The edited table back into a validated plan; None when it does not belong to this script."""
-    rows = table.values.tolist() if hasattr(table, "values") else (table or [])
-    rows = [r for r in rows if r and str(r[0]).strip() not in ("", "None", "nan")]
-    if len(rows) != len(script.lines) or any(r[2] != line.text for r, line in zip(rows, script.lines)):
-        return None  # planned for another version of the script: let the director plan again
-    lines = [{"line_index": int(r[0]) - 1, "emotion": r[3], "intensity": float(r[4]), "rate": float(r[5]),
-              "pause_before": _number(r[6]), "pause_after": _number(r[7]), "note": r[8] or ""} for r in rows]
-    return load_plan({"planner": "user", "lines": lines}, script)
-
-
-def _number(value):
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if number != number else number  # NaN from an emptied cell
+    return transcript.direct(text, planner, hints)
 
 
 def start_job(service: JobService, request: gr.Request, form: JobForm):
@@ -262,7 +233,7 @@ def start_job(service: JobService, request: gr.Request, form: JobForm):
             voices[row.speaker] = clone_template(row.speaker, row.clip, form.consent, actor) or row.voice
             hints[row.speaker] = (row.hint or "").strip()
     try:
-        plan = table_plan(form.table, parse_script(form.text)) if form.table is not None else None
+        plan = transcript.plan_from(form.table, parse_script(form.text)) if form.table is not None else None
         info = service.submit(JobRequest(script=form.text, voices={s: v for s, v in voices.items() if v},
                                          settings=form.settings(), plan=plan, planner=form.planner,
                                          speaker_hints={s: x for s, x in hints.items() if x}), actor=actor)
@@ -276,16 +247,6 @@ def start_job(service: JobService, request: gr.Request, form: JobForm):
 def resume_job(service: JobService, job_id: str):
     try:
         info = service.resume(job_id.strip())
-    except VibeVoiceError as error:
-        raise gr.Error(str(error)) from None
-    return info.id, status_html(info)
-
-
-def rerender_line(service: JobService, job_id: str, line: float, rate: float):
-    if not job_id:
-        raise gr.Error("Generate or open a job first.")
-    try:
-        info = service.rerender_line(job_id, int(line) - 1, rate=rate)
     except VibeVoiceError as error:
         raise gr.Error(str(error)) from None
     return info.id, status_html(info)
@@ -311,18 +272,6 @@ def watch_job(service: JobService, job_id: str):
 
 def list_jobs(service: JobService):
     return [[j.id, j.title, j.status, f"{j.done}/{j.total}", j.created] for j in service.list()]
-
-
-def status_html(info: JobInfo) -> str:
-    percent = 100 * info.done / max(1, info.total)
-    eta = f" · ETA {clock(info.eta_seconds)}" if info.eta_seconds is not None else ""
-    line = f" · line {info.current_line + 1}" if info.current_line is not None else ""
-    message = f"<div class='vv-message'>{html.escape(info.message)}</div>" if info.message else ""
-    message += "".join(f"<div class='vv-note'>{html.escape(note)}</div>" for note in info.notes)
-    return (f"<div id='vv-progress' data-status='{info.status}' data-job='{info.id}'>"
-            f"<progress max='100' value='{percent:.0f}' style='width:100%'></progress>"
-            f"<div>{info.status} · {info.done}/{info.total} chunks · {info.audio_seconds:.1f} s of audio{eta}{line}"
-            f" · job <code>{info.id}</code></div>{message}</div>")
 
 
 def default_model_dir() -> str:

@@ -15,6 +15,7 @@ from functools import partial
 import gradio as gr
 
 from ui import handlers as h
+from ui import transcript
 from vibevoice.delivery import default_planner
 from vibevoice.job.service import JobService
 from vibevoice.voices import CONSENT_STATEMENT, load_templates
@@ -51,6 +52,7 @@ PLAYER_JS = """
   };
 }
 """
+PAGE_JS = f"() => {{ ({PLAYER_JS.strip()})(); ({transcript.TRANSCRIPT_JS.strip()})(); }}"
 
 
 @dataclass
@@ -83,16 +85,20 @@ class Controls:
     sample: gr.Audio = None
     settings: dict[str, gr.components.Component] = field(default_factory=dict)
     estimate: gr.Markdown = None
-    plan_table: gr.Dataframe = None
-    plan_note: gr.Markdown = None
+    transcript: gr.Dataframe = None
+    transcript_note: gr.Markdown = None
     direct: gr.Button = None
+    line: gr.Number = None  # the transcript line chosen (1-based), its time, and what the page says about it
+    line_time: gr.Textbox = None
+    line_note: gr.Markdown = None
+    hear: gr.Button = None
+    audition: gr.Button = None
+    audition_audio: gr.Audio = None
+    rerender: gr.Button = None
     generate: gr.Button = None
     status: gr.HTML = None
     final_audio: gr.Audio = None
     files: gr.File = None
-    line_no: gr.Number = None
-    rate: gr.Slider = None
-    rerender: gr.Button = None
     jobs_table: gr.Dataframe = None
     chosen: gr.Textbox = None
     refresh: gr.Button = None
@@ -107,7 +113,7 @@ class Controls:
         """``handlers.JobForm``'s fields, in order (also the order of the ``/start_job`` API endpoint)."""
         s = self.settings
         return [self.script, s["engine"], s["model_dir"], s["speed"], s["seed"], s["cfg"], s["steps"], s["turn_gap"],
-                self.consent, s["planner"], s["content"], s["notice"], s["qa"], self.plan_table, *self.row_values]
+                self.consent, s["planner"], s["content"], s["notice"], s["qa"], self.transcript, *self.row_values]
 
 
 def build_page(service: JobService) -> gr.Blocks:
@@ -122,8 +128,10 @@ def build_page(service: JobService) -> gr.Blocks:
                 _voices_section(c)
                 _settings_section(c)
                 c.estimate = gr.Markdown(elem_id="vv-estimate")
-        _plan_section(c)
+        c.generate = gr.Button("Generate", variant="primary", elem_id="vv-generate")
         _output_section(c)
+        _transcript_section(c)
+        _jobs_section(c)
         _wire_script(c)
         _wire_jobs(page, c, service)
     return page
@@ -184,14 +192,24 @@ def _settings_section(c: Controls) -> None:
                     "finds it). Jobs are recorded in a local audit log that never leaves this machine.")
 
 
-def _plan_section(c: Controls) -> None:
-    with gr.Accordion("Delivery plan (the director)", open=False):
-        c.plan_note = gr.Markdown("Plan the delivery to review and edit it; otherwise Generate plans it for you.")
-        c.plan_table = gr.Dataframe(headers=h.PLAN_COLUMNS, interactive=True, wrap=True, elem_id="vv-plan",
-                                    datatype=["number", "str", "str", "str", "number", "number", "number", "number",
-                                              "str"])
-        c.direct = gr.Button("Plan delivery", elem_id="vv-direct")
-    c.generate = gr.Button("Generate", variant="primary", elem_id="vv-generate")
+def _transcript_section(c: Controls) -> None:
+    """The director's desk: one row per line; choose a line, audition a change, hear it, re-render it."""
+    with gr.Accordion("Transcript (the director's desk)", open=True):
+        c.transcript_note = gr.Markdown("Plan the delivery to review and edit it line by line (Generate plans it "
+                                        "otherwise). After a render, choose a line to hear it, audition a change "
+                                        "or re-render just that line.", elem_id="vv-transcript-note")
+        c.transcript = gr.Dataframe(headers=transcript.COLUMNS, datatype=transcript.DATATYPES, interactive=True,
+                                    wrap=True, elem_id="vv-transcript")
+        with gr.Row():
+            c.direct = gr.Button("Plan delivery", elem_id="vv-direct", scale=0)
+            c.hear = gr.Button("▶ Hear line", elem_id="vv-hear", scale=0)
+            c.audition = gr.Button("♪ Audition change", elem_id="vv-audition", scale=0)
+            c.rerender = gr.Button("⟳ Re-render line", elem_id="vv-rerender", scale=0)
+            c.line_note = gr.Markdown("", elem_id="vv-line-note")
+        c.line = gr.Number(value=0, precision=0, visible=False, elem_id="vv-line")
+        c.line_time = gr.Textbox(visible=False, elem_id="vv-line-time")
+        c.audition_audio = gr.Audio(label="Audition (this line alone, not saved)", interactive=False, autoplay=True,
+                                    elem_id="vv-audition-audio")
 
 
 def _output_section(c: Controls) -> None:
@@ -200,11 +218,9 @@ def _output_section(c: Controls) -> None:
     with gr.Row():
         c.final_audio = gr.Audio(label="Finished audio", interactive=False, elem_id="vv-final")
         c.files = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="vv-files")
-    with gr.Accordion("Re-render one line", open=False):
-        with gr.Row():
-            c.line_no = gr.Number(value=1, precision=0, minimum=1, label="Line (as numbered in the subtitles)")
-            c.rate = gr.Slider(0.7, 1.3, value=0.9, step=0.05, label="Pace for that line")
-            c.rerender = gr.Button("Re-render line", scale=0)
+
+
+def _jobs_section(c: Controls) -> None:
     with gr.Accordion("Jobs", open=False):
         c.jobs_table = gr.Dataframe(headers=["id", "title", "status", "progress", "created"], interactive=False,
                                     elem_id="vv-jobs")
@@ -229,8 +245,10 @@ def _wire_script(c: Controls) -> None:
     s["engine"].change(h.cloning_visible(len(cloning)), s["engine"], cloning, api_name=False)
     for row in c.rows:
         row.preview.click(h.preview_voice, row.voice, c.sample)
-    c.direct.click(h.direct_plan, [c.script, s["planner"], *c.row_values], [c.plan_table, c.plan_note],
+    c.direct.click(h.direct_plan, [c.script, s["planner"], *c.row_values], [c.transcript, c.transcript_note],
                    api_name="direct")
+    c.transcript.select(transcript.select, c.transcript, [c.line, c.line_time, c.line_note], api_name=False)
+    c.hear.click(None, c.line_time, None, js="(t) => window.vvPlayLine && window.vvPlayLine(t)")
 
 
 def _wire_jobs(page: gr.Blocks, c: Controls, service: JobService) -> None:
@@ -238,7 +256,8 @@ def _wire_jobs(page: gr.Blocks, c: Controls, service: JobService) -> None:
     def follow(event):
         return event.then(None, c.job_id, None, js="(id) => window.vvStream && window.vvStream(id)") \
             .then(partial(h.watch_job, service), c.job_id, [c.status, c.final_audio, c.files], api_name=False) \
-            .then(None, c.job_id, None, js="(id) => window.vvFinal && window.vvFinal(id)")
+            .then(None, c.job_id, None, js="(id) => window.vvFinal && window.vvFinal(id)") \
+            .then(partial(transcript.of_job, service), c.job_id, c.transcript, api_name=False)
 
     def start_job(request: gr.Request, *values):
         """Gradio passes ``request`` (found by its annotation; a ``partial`` would hide it)."""
@@ -248,8 +267,10 @@ def _wire_jobs(page: gr.Blocks, c: Controls, service: JobService) -> None:
     c.generate.click(h.remember, [c.remembered, c.script, *c.row_values], c.remembered, api_name=False)
     # Named endpoints for gradio_client users; the progress watcher and page-load helpers stay internal.
     follow(c.resume.click(partial(h.resume_job, service), c.chosen, [c.job_id, c.status], api_name="resume_job"))
-    follow(c.rerender.click(partial(h.rerender_line, service), [c.job_id, c.line_no, c.rate], [c.job_id, c.status],
-                            api_name="rerender_line"))
+    c.audition.click(partial(transcript.audition, service), [c.job_id, c.transcript, c.line], c.audition_audio,
+                     api_name="audition_line")
+    follow(c.rerender.click(partial(transcript.rerender, service), [c.job_id, c.transcript, c.line],
+                            [c.job_id, c.status], api_name="rerender_line"))
     c.refresh.click(partial(h.list_jobs, service), None, c.jobs_table, api_name="list_jobs")
     page.load(partial(h.list_jobs, service), None, c.jobs_table, api_name=False)
     follow(page.load(partial(h.active_job, service), None, c.job_id, api_name=False))  # reattach after a reload

@@ -325,9 +325,9 @@ class JobService:
         self.executor.enqueue(job)
         return self.info(job_id)
 
-    def rerender_line(self, job_id: str, line_index: int, rate: float | None = None,
-                      emotion: str | None = None) -> JobInfo:
-        """Render one line again with a new pace or emotion and re-assemble; nothing else re-renders.
+    def rerender_line(self, job_id: str, line_index: int, **changes) -> JobInfo:
+        """Render one line again with a new delivery (``rate``, ``emotion``, ``intensity``, ``pause_after``…,
+        any ``LinePlan`` field; None leaves a field as it is) and re-assemble; nothing else re-renders.
 
         The change is written into the job's plan (so it is kept, shown and resumable like any plan
         edit); only the chunks of that line get new keys, so only they are rendered.
@@ -340,7 +340,7 @@ class JobService:
         plan = job.manifest.plan or Plan(planner="user", lines=[LinePlan(line_index=i) for i in range(lines)])
         entries = {p.line_index: p for p in plan.lines}
         entry = entries.get(line_index) or LinePlan(line_index=line_index)
-        changes = {k: v for k, v in (("rate", rate), ("emotion", emotion)) if v is not None}
+        changes = {k: v for k, v in changes.items() if v is not None and k != "line_index"}
         entries[line_index] = LinePlan.model_validate({**entry.model_dump(), **changes})
         plan = plan.model_copy(update={"lines": [entries[i] for i in sorted(entries)]})
         voices = {s: v.id for s, v in job.manifest.voices.items()}
