@@ -439,12 +439,18 @@ class FlacSink:
             setattr(self.out, key, value)
 
     def write(self, pcm: np.ndarray) -> None:
-        self.out.write(pcm)
+        try:
+            self.out.write(pcm)
+        except AssertionError:  # soundfile asserts when libsndfile wrote less than it was given
+            self.f.check()
+            raise RenderFailed("the FLAC encoder wrote less audio than it was given") from None
         self.f.check()
 
     def close(self) -> None:
-        self.out.close()
-        self.f.check()
+        try:
+            self.out.close()
+        finally:
+            self.f.check()
         self.f.raw.seek(0)
         provenance.tag_flac_file(self.f.raw, self.stamp, self.title)
 

@@ -119,8 +119,9 @@ class Marker:
         return out + mark
 
     def voiced(self, b: int) -> bool:
-        if b not in self._voiced:
-            self._voiced[b] = bool(np.any(self.read(b * self.block, min(self.total, (b + 1) * self.block))))
+        if b not in self._voiced:  # looked at 2 s at a time, stopping at the first sound
+            end, step = min(self.total, (b + 1) * self.block), 2 * self.rate
+            self._voiced[b] = any(np.any(self.read(lo, min(lo + step, end))) for lo in range(b * self.block, end, step))
         return self._voiced[b]
 
 
