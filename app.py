@@ -51,6 +51,9 @@ def main() -> None:
     print(f"VibeVoice WebUI on http://{shown}:{args.port}{login}  (API docs: /docs)", flush=True)
     if policy.token and not os.environ.get("VIBEVOICE_TOKEN"):
         print(f"Access token (API: Authorization: Bearer …; page: log in): {policy.token}", flush=True)
+    from vibevoice import warmup
+
+    warmup.in_background(lambda line: print(line, flush=True))  # the first Generate finds the voices loaded
     trusted = os.environ.get("VIBEVOICE_TRUSTED_PROXIES", "")
     uvicorn.run(create_app(args.workers, policy), host=args.host, port=args.port, log_level="warning",
                 proxy_headers=bool(trusted), forwarded_allow_ips=trusted or None)
