@@ -85,7 +85,6 @@ def build_from(source: Path, root: Path, minutes_list: list[float]) -> dict[floa
                 n += 1
         target = root / f"job-{minutes:g}"
         shutil.copytree(source, target)
-        (target / "job.json").unlink()
         job = Job.create(target, "\n".join(text) + "\n", cast)
         assert not job.pending, "every line's chunk should already be on disk"
         jobs[minutes] = target
@@ -128,7 +127,7 @@ def measure_render(minutes: float) -> dict:
 
 
 def _child(*args: str) -> dict:
-    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, check=True,
+    out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=True,
                          env={**os.environ, "VIBEVOICE_PLANNER": "none"})
     return json.loads(out.stdout.strip().splitlines()[-1])
 
