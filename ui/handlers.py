@@ -15,6 +15,7 @@ from typing import Any
 
 import gradio as gr
 from gradio.utils import get_upload_folder
+from pydantic import ValidationError
 
 from vibevoice import delivery, paths
 from vibevoice.audio import SAMPLE_RATE, clock
@@ -22,9 +23,9 @@ from vibevoice.cloning import clone_voice
 from vibevoice.content_filter import check as check_content
 from vibevoice.content_filter import default_mode as default_filter_mode
 from vibevoice.engines import get_engine
+from vibevoice.errors import BadInput, VibeVoiceError, field_problems
 from vibevoice.estimate import planner_name
 from vibevoice.estimate import render_seconds as estimate_seconds
-from vibevoice.errors import BadInput, VibeVoiceError
 from vibevoice.job.model import ACTIVE, RenderSettings
 from vibevoice.job.service import JobInfo, JobRequest, JobService
 from vibevoice.plan import load_plan
@@ -267,7 +268,9 @@ def start_job(service: JobService, request: gr.Request, form: JobForm):
         info = service.submit(JobRequest(script=form.text, voices={s: v for s, v in voices.items() if v},
                                          settings=form.settings(), plan=plan, planner=form.planner,
                                          speaker_hints={s: x for s, x in hints.items() if x}), actor=actor)
-    except (VibeVoiceError, ValueError) as error:  # ValueError: the settings' own validation
+    except ValidationError as error:  # the settings' own checks: name the field, not pydantic's internals
+        raise gr.Error(html.escape(field_problems(error.errors())[1]), title="Cannot start") from None
+    except VibeVoiceError as error:
         raise gr.Error(html.escape(str(error)).replace("\n", "<br>"), title="Cannot start") from None
     return info.id, status_html(info)
 

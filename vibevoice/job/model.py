@@ -22,6 +22,8 @@ MANIFEST = "job.json"
 Placement = Literal["auto", "start", "end", "off"]  # where the spoken AI notice goes (see ``disclosure``)
 Status = Literal["pending", "queued", "rendering", "rendered", "done", "interrupted", "failed"]
 ACTIVE: tuple[Status, ...] = ("queued", "rendering", "rendered")  # a worker still owns the job
+Priority = Literal["high", "default", "low"]  # queue order: a short preview jumps a long audiobook
+PRIORITIES: tuple[Priority, ...] = ("high", "default", "low")
 
 
 class RenderSettings(BaseModel):
@@ -112,6 +114,7 @@ class Manifest(BaseModel):
     # rendered = every chunk on disk; done = exported too (``export.export_job`` sets it).
     status: Status = "pending"
     title: str = ""
+    priority: Priority = "default"
     message: str | None = None
     script: str
     voices: dict[str, VoiceTemplate]
