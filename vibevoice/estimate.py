@@ -19,7 +19,7 @@ from .voices import VoiceTemplate
 
 LOAD_SECONDS = {"kokoro": 2.5, "piper": 1.0}  # weights into memory in a fresh process (graph already converted)
 CHUNK_SECONDS = 0.08  # per chunk, beyond speech × RTF
-EXPORT_RTF = 0.04  # export seconds per programme second (loudness passes, watermark, WAV+FLAC+MP3)
+EXPORT_RTF = 0.05  # export seconds per programme second (4 passes, watermark, WAV+FLAC+MP3); 0.11 under load 7
 PLAN_SECONDS = {"rules": 0.002, "none": 0.0, "local": 0.25, "http": 0.5}  # per line
 PLAN_LOAD_SECONDS = {"local": 4.0}  # the director's model, loaded for each job (released after planning)
 
