@@ -26,6 +26,8 @@ from vibevoice.content_filter import check as check_content
 from vibevoice.content_filter import default_mode as default_filter_mode
 from vibevoice.engines import get_engine
 from vibevoice.errors import BadInput, VibeVoiceError, field_problems
+from vibevoice.estimate import planner_name
+from vibevoice.estimate import render_seconds as estimate_seconds
 from vibevoice.job.model import ACTIVE, RenderSettings
 from vibevoice.job.service import JobRequest, JobService
 from vibevoice.script import ScriptError, parse_script
@@ -171,8 +173,8 @@ def estimate(script, voices, engine: str, model_dir: str) -> str:
     seconds = script.estimated_seconds()
     head = f"{len(script.speakers)} speaker(s), {len(script.lines)} lines, about **{clock(seconds)}** of audio"
     if engine != "vibevoice":
-        rtf = max(get_engine(v.engine).capabilities.typical_rtf for v in voices.values())
-        return f"{head}; rendering takes about {clock(seconds * rtf)} here."
+        took = estimate_seconds(script, voices, planner_name())  # warm or cold: as this server is now
+        return f"{head}; rendering and export take about {clock(took)} here."
     if not model_dir.strip():
         return f"{head}. Enter the VibeVoice model directory to see the memory and time estimate."
     from vibevoice.engines.vibevoice.preflight import preflight  # torch: only once someone picks VibeVoice

@@ -46,6 +46,10 @@ def serve(host: str, port: int, service: JobService | None = None, workers: int 
     print(f"VibeVoice WebUI on http://{shown}:{port}{login}  (API docs: /docs){note}", flush=True)
     if policy.token and not os.environ.get("VIBEVOICE_TOKEN"):
         print(f"Access token (API: Authorization: Bearer …; page: log in): {policy.token}", flush=True)
+    if service is None:  # jobs render here: the first Generate should find the voices loaded (issue 16)
+        from vibevoice import warmup
+
+        warmup.in_background(lambda line: print(line, flush=True))
     trusted = os.environ.get("VIBEVOICE_TRUSTED_PROXIES", "")
     uvicorn.run(create_app(workers, policy, service), host=host, port=port, log_level="warning",
                 proxy_headers=bool(trusted), forwarded_allow_ips=trusted or None)

@@ -16,11 +16,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .. import audit, delivery, paths
+from .. import audit, delivery, estimate, paths
 from ..audio import clock
 from ..content_filter import Mode as FilterMode
 from ..content_filter import check as check_content
-from ..engines import get_engine
 from ..errors import BadInput, Cancelled, RenderFailed, Unavailable
 from ..job import service
 from ..job.model import MANIFEST, RenderSettings
@@ -103,9 +102,10 @@ def check(script: ScriptArg) -> None:
         count = sum(line.speaker == speaker for line in parsed.lines)
         table.add_row(speaker, str(count), voices[speaker].id)
     out.print(table)
-    rtf = max(get_engine(v.engine).capabilities.typical_rtf for v in voices.values())
+    # A CLI render is always a fresh process: cold (engines loaded), director as configured.
+    took = estimate.render_seconds(parsed, voices, estimate.planner_name(), warm=False)
     out.print(f"{len(parsed.lines)} lines, about {clock(seconds)} of audio; "
-              f"rendering takes about {clock(seconds * rtf)} on a 2-core CPU.")
+              f"rendering and export take about {clock(took)} on a 2-core CPU.")
     findings = check_content(parsed)
     print_flags(findings)
     if any(f.action == "block" for f in findings):

@@ -30,6 +30,7 @@ from ..voices import VoiceTemplate
 from .model import ChunkRecord, RenderSettings
 
 FrameProgress = Callable[[int, int], None]
+FIRST_CHUNK_CHARS = 90  # the programme's first chunk: one sentence up to this long (issue 16, first audio)
 
 
 class LineByLine:
@@ -56,7 +57,8 @@ class LineByLine:
             emotion = wanted.emotion if wanted.emotion in voice.emotions else None  # a variant performs it
             engine = self.engine(voice)
             seed = self.settings.seed if engine.capabilities.seeded else None
-            for text in split_text(line.text, engine.capabilities.max_chunk_chars):
+            first = FIRST_CHUNK_CHARS if not chunks else None  # the first sentence alone: heard sooner
+            for text in split_text(line.text, engine.capabilities.max_chunk_chars, first):
                 key = chunk_key(engine.version, voice.spec_for(emotion).model_dump(), text, line.language,
                                 wanted.speed, seed)
                 chunks.append(ChunkRecord(index=len(chunks), key=key, line_index=line.index, speaker=line.speaker,
