@@ -13,7 +13,7 @@ __all__ = ["SAMPLE_RATE", "Capabilities", "ChunkAudio", "Engine", "Segment", "ge
 def available_engines() -> list[str]:
     from . import piper
 
-    return ["kokoro"] + (["piper"] if piper.available() else []) + ["vibevoice"]
+    return ["kokoro"] + (["piper"] if piper.available() else []) + ["vibevoice", "qwen3"]
 
 
 def get_engine(name: str, model_dir: str | None = None, dtype: str | None = None) -> Engine:
@@ -37,4 +37,8 @@ def _shared(name: str, model_dir: str | None, dtype: str | None) -> Engine:
         from .vibevoice import VibeVoiceEngine
 
         return VibeVoiceEngine(model_dir, dtype=dtype)
+    if name == "qwen3":
+        from .qwen3 import Qwen3Engine
+
+        return Qwen3Engine(model_dir, dtype=dtype)
     raise BadInput(f"unknown engine {name!r}; available: {', '.join(available_engines())}")
