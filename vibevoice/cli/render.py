@@ -40,7 +40,7 @@ def render(
     speed: Annotated[float, typer.Option(min=0.5, max=2.0, help="speaking-rate multiplier")] = 1.0,
     stems: Annotated[bool, typer.Option(help="also write one WAV per speaker")] = False,
     mp3_kbps: Annotated[int, typer.Option(min=32, max=320)] = 96,
-    engine: Annotated[str, typer.Option(help="'voices' (each voice's engine: Kokoro, Piper) or 'vibevoice'")] = "voices",
+    engine: Annotated[str, typer.Option(help="'voices' (each voice's engine: Kokoro, Piper), 'vibevoice' or 'qwen3'")] = "voices",
     model_dir: Annotated[Optional[Path], typer.Option(envvar="VIBEVOICE_MODEL_DIR",
                                                       help="VibeVoice checkpoint directory (transformers format)")] = None,
     seed: Annotated[int, typer.Option(help="random seed (VibeVoice)")] = 0,
@@ -64,8 +64,8 @@ def render(
     parsed = parse(text)
     job_dir = job_dir or _default_job_dir(script)
     kept = _previous_voices(job_dir, parsed.speakers, resume, force)
-    if engine not in ("voices", "vibevoice"):
-        fail(f"unknown engine {engine!r}: use 'voices' (Kokoro/Piper per voice) or 'vibevoice'")
+    if engine not in ("voices", "vibevoice", "qwen3"):
+        fail(f"unknown engine {engine!r}: use 'voices' (Kokoro/Piper per voice), 'vibevoice' or 'qwen3'")
     if dtype not in ("auto", "bf16", "fp16", "fp32"):
         fail(f"unknown --dtype {dtype!r}: use auto, bf16, fp16 or fp32")
     settings = RenderSettings(speed=speed, engine=engine, model_dir=str(model_dir) if model_dir else None,

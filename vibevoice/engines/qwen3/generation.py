@@ -80,12 +80,14 @@ def verdict(take_frames: int, cap: int, expected_s: float) -> str | None:
 
 def guarded(generate, requests: list[Request], seed: int, rerolls: int) -> list[Take]:
     """Run ``generate(requests, seed, cap) -> [audio]`` and re-roll implausible rows with new seeds."""
-    caps = [frame_cap(r.text, r.language, r.speed) for r in requests]
+    # The talker's last allowed step yields no frame: a line alone at max_new_tokens=cap gives cap - 1 frames,
+    # so that is where a row of a batch (which runs to the batch's largest cap) is cut too.
+    caps = [frame_cap(r.text, r.language, r.speed) - 1 for r in requests]
     takes: list[Take | None] = [None] * len(requests)
     todo = list(range(len(requests)))
     for attempt in range(rerolls + 1):
         attempt_seed = seed + SEED_STEP * attempt
-        audios = generate([requests[i] for i in todo], attempt_seed, max(caps[i] for i in todo))
+        audios = generate([requests[i] for i in todo], attempt_seed, max(caps[i] for i in todo) + 1)
         again = []
         for i, audio in zip(todo, audios):
             frames = math.ceil(audio.size / SAMPLES_PER_FRAME)
