@@ -75,8 +75,9 @@ def free_port() -> int:
 class Server:
     """``python app.py`` in a subprocess on a free loopback port, as a user starts it."""
 
-    def __init__(self, home: Path) -> None:
-        self.home, self.port, self.proc = home, free_port(), None
+    def __init__(self, home: Path, env: dict | None = None, args: tuple[str, ...] = ()) -> None:
+        self.home, self.port, self.proc, self.env, self.args = home, free_port(), None, env or {}, args
+        self.log = home / "server.log"  # the server's stderr: tests read it for tracebacks
 
     @property
     def url(self) -> str:
@@ -84,17 +85,21 @@ class Server:
 
     def start(self) -> "Server":
         import time
+        import urllib.error
         import urllib.request
 
-        env = {**os.environ, "VIBEVOICE_HOME": str(self.home), "VIBEVOICE_PORT": str(self.port)}
-        self.proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        env = {**os.environ, "VIBEVOICE_HOME": str(self.home), "VIBEVOICE_PORT": str(self.port), **self.env}
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen([sys.executable, "app.py", *self.args], cwd=ROOT, env=env,
+                                     stdout=open(self.home / "server.out", "w"), stderr=open(self.log, "w"), text=True)
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.proc.stderr.read()
+            assert self.proc.poll() is None, self.log.read_text()
             try:
                 urllib.request.urlopen(f"{self.url}/v1/health", timeout=2)
                 return self
+            except urllib.error.HTTPError:
+                return self  # it answers (a token may be required)
             except OSError:
                 time.sleep(0.3)
         raise AssertionError("the server did not start")

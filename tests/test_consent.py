@@ -66,7 +66,7 @@ def test_api_clone_needs_consent(server, tmp_path):
 def test_audit_log_follows_a_job_from_creation_to_deletion(server):
     script = {"script": "[A] Audit me, please.\n", "settings": {"content_filter": "block"}}
     job = httpx.post(f"{server.url}/v1/jobs", json=script, timeout=60).json()
-    blocked = httpx.post(f"{server.url}/v1/jobs", json={"script": "[A] I will kill you.\n"}, timeout=60)
+    blocked = httpx.post(f"{server.url}/v1/jobs", json={"script": "[A] I will kill you tomorrow.\n"}, timeout=60)
     assert blocked.status_code == 422 and blocked.json()["findings"][0]["category"] == "violent-threat"
     for _ in range(600):
         if httpx.get(f"{server.url}/v1/jobs/{job['id']}", timeout=30).json()["status"] == "done":

@@ -102,7 +102,8 @@ def test_bad_script_shows_line_numbers(page):
 
 
 def test_content_filter_explains_blocks_and_flags_as_you_type(page):
-    text = _problems_shown(page, "[A] Good evening.\n[B] I know where you live.\n[A] Damn.\n", "blocks this script")
+    script = "[A] Good evening.\n[B] I know where you live and I will shoot you.\n[A] Damn.\n"
+    text = _problems_shown(page, script, "blocks this script")
     assert "line 2: blocked as violent-threat" in text and "line 3: flagged as profanity" in text
     page.locator("#vv-generate").click()  # generating anyway is refused with the same reason
     page.get_by_text("the content filter blocked this script").first.wait_for(timeout=30_000)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from gradio.utils import get_upload_folder
 
 from vibevoice import delivery, paths
 from vibevoice.audio import SAMPLE_RATE, clock
@@ -105,7 +106,8 @@ def validate(text: str, engine_label: str, model_dir: str, remembered: dict | No
         items = "\n".join(f"- **line {p.line}, column {p.column}:** {html.escape(p.message)}"
                           + (f" _(expected: {html.escape(p.expected)})_" if p.expected else "")
                           for p in error.problems)
-        return f"⚠️ The script has {len(error.problems)} problem(s):\n{items}", "", *hidden
+        more = f"\n- … and {error.total - len(error.problems)} more" if error.total > len(error.problems) else ""
+        return f"⚠️ The script has {error.total} problem(s):\n{items}{more}", "", *hidden
     templates = load_templates()
     kept = {s: v for s, v in ((remembered or {}).get(cast_key(script.speakers)) or {}).items()
             if s in script.speakers and v in templates}
@@ -174,6 +176,7 @@ def estimate(script, voices, engine: str, model_dir: str) -> str:
     from vibevoice.engines.vibevoice.preflight import preflight  # torch: only once someone picks VibeVoice
 
     try:
+        paths.check_model_dir(model_dir.strip())
         report = preflight(script, model_dir.strip(), RenderSettings(engine="vibevoice"))
     except VibeVoiceError as error:  # a checkpoint problem is shown, not raised
         return f"{head}. ⚠️ {html.escape(str(error))}"
@@ -191,11 +194,18 @@ def preview_voice(voice_id: str | None):
 
 
 def clone_template(speaker: str, clip_path: str | None, consent: bool, actor: str) -> str | None:
-    """Save an uploaded reference clip as the speaker's cloning template (consent required); return its id."""
+    """Save an uploaded reference clip as the speaker's cloning template (consent required); return its id.
+
+    Only a file Gradio received as an upload is read: any other path a client sends (a server file,
+    another job's audio) is refused with the same words whether it exists or not.
+    """
     if not clip_path:
         return None
+    path = Path(clip_path).resolve()
+    if not path.is_relative_to(Path(get_upload_folder()).resolve()) or not path.is_file():
+        raise gr.Error(f"the reference clip for {speaker!r} was not uploaded through this page; upload it again")
     try:
-        template = clone_voice(speaker, Path(clip_path).read_bytes(), Path(clip_path).suffix, consent, actor)
+        template = clone_voice(speaker, path.read_bytes(), path.suffix, consent, actor)
     except BadInput as error:  # no consent, or a clip that is too short, silent or unreadable
         raise gr.Error(str(error)) from None
     return template.id
@@ -283,17 +293,17 @@ def watch_job(service: JobService, job_id: str):
     if not job_id:
         yield gr.skip(), gr.skip(), gr.skip()
         return
-    while True:
-        info = service.info(job_id)
-        if info.status not in ACTIVE:
-            break
-        yield status_html(info), gr.skip(), gr.skip()
-        time.sleep(POLL_SECONDS)
-    if info.status != "done" or "mp3" not in info.outputs:
-        yield status_html(info), None, None
-        return
-    downloads = [str(service.output_path(job_id, kind)) for kind in info.outputs]
-    yield status_html(info), str(service.output_path(job_id, "mp3")), downloads
+    try:
+        while (info := service.info(job_id)).status in ACTIVE:
+            yield status_html(info), gr.skip(), gr.skip()
+            time.sleep(POLL_SECONDS)
+        if info.status != "done" or "mp3" not in info.outputs:
+            yield status_html(info), None, None
+            return
+        downloads = [str(service.output_path(job_id, kind)) for kind in info.outputs]
+        yield status_html(info), str(service.output_path(job_id, "mp3")), downloads
+    except VibeVoiceError as error:  # deleted while watched, or an id that is no job
+        yield f"<div id='vv-progress' data-status='gone'>{html.escape(str(error))}</div>", None, None
 
 
 def list_jobs(service: JobService):

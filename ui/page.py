@@ -237,7 +237,7 @@ def _wire_jobs(page: gr.Blocks, c: Controls, service: JobService) -> None:
     """Generate, resume and re-render start a job; every start plays the stream, then the finished file."""
     def follow(event):
         return event.then(None, c.job_id, None, js="(id) => window.vvStream && window.vvStream(id)") \
-            .then(partial(h.watch_job, service), c.job_id, [c.status, c.final_audio, c.files]) \
+            .then(partial(h.watch_job, service), c.job_id, [c.status, c.final_audio, c.files], api_name=False) \
             .then(None, c.job_id, None, js="(id) => window.vvFinal && window.vvFinal(id)")
 
     def start_job(request: gr.Request, *values):
@@ -246,8 +246,10 @@ def _wire_jobs(page: gr.Blocks, c: Controls, service: JobService) -> None:
 
     follow(c.generate.click(start_job, c.job_inputs, [c.job_id, c.status], api_name="start_job"))
     c.generate.click(h.remember, [c.remembered, c.script, *c.row_values], c.remembered, api_name=False)
-    follow(c.resume.click(partial(h.resume_job, service), c.chosen, [c.job_id, c.status]))
-    follow(c.rerender.click(partial(h.rerender_line, service), [c.job_id, c.line_no, c.rate], [c.job_id, c.status]))
-    c.refresh.click(partial(h.list_jobs, service), None, c.jobs_table)
-    page.load(partial(h.list_jobs, service), None, c.jobs_table)
-    follow(page.load(partial(h.active_job, service), None, c.job_id))  # reattach after a reload
+    # Named endpoints for gradio_client users; the progress watcher and page-load helpers stay internal.
+    follow(c.resume.click(partial(h.resume_job, service), c.chosen, [c.job_id, c.status], api_name="resume_job"))
+    follow(c.rerender.click(partial(h.rerender_line, service), [c.job_id, c.line_no, c.rate], [c.job_id, c.status],
+                            api_name="rerender_line"))
+    c.refresh.click(partial(h.list_jobs, service), None, c.jobs_table, api_name="list_jobs")
+    page.load(partial(h.list_jobs, service), None, c.jobs_table, api_name=False)
+    follow(page.load(partial(h.active_job, service), None, c.job_id, api_name=False))  # reattach after a reload

@@ -14,7 +14,9 @@ from datetime import datetime, timezone
 from . import audit, paths
 from .atomic import write_bytes_atomic
 from .errors import BadInput
-from .voices import CONSENT_STATEMENT, CloneSpec, Consent, VoiceTemplate, save_template, slug
+from .voices import CONSENT_STATEMENT, CloneSpec, Consent, VoiceTemplate, load_templates, save_template, slug
+
+AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus"})
 
 
 class ConsentRequired(BadInput):
@@ -33,18 +35,29 @@ def clone_voice(name: str, clip: bytes, suffix: str, consent: bool, actor: str,
 
     checked = load_clip(clip, name=f"{name}'s reference clip")  # raises ClipError with the reason
     digest = hashlib.sha256(clip).hexdigest()
-    kept = paths.user_voices_dir() / "clips" / f"{digest[:12]}{suffix.lower() or '.wav'}"
+    suffix = suffix.lower() if suffix.lower() in AUDIO_SUFFIXES else ".wav"  # the name is ours, never the client's
+    kept = paths.user_voices_dir() / "clips" / f"{digest[:12]}{suffix}"
     kept.parent.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(kept, clip)
     record = Consent(confirmed_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                      confirmed_by=actor, clip_sha256=digest)
-    template = VoiceTemplate(id=f"clone-{slug(name)[:20]}-{digest[:8]}",
+    template = VoiceTemplate(id=_free_id(f"clone-{slug(name)[:20]}-{digest[:8]}", name),
                              name=f"{name} (cloned, {checked.seconds:.0f} s)",
                              engine="vibevoice", languages=list(languages),
                              spec=CloneSpec(clip=str(kept), consent=record))
     save_template(template)
     audit.record("voice.cloned", actor=actor, voice=template.id, clip_sha256=digest, consent=record.model_dump())
     return template
+
+
+def _free_id(wanted: str, name: str) -> str:
+    """``wanted``, or ``wanted-2``, ``-3``… when another speaker's template already has it: two names
+    that slug alike ("Dr. Lee", "Dr_ Lee") must not share one template (nor overwrite its consent)."""
+    existing, candidate, n = load_templates(), wanted, 1
+    while candidate in existing and not existing[candidate].name.startswith(f"{name} (cloned"):
+        n += 1
+        candidate = f"{wanted}-{n}"
+    return candidate
 
 
 def require_consent(voices: dict[str, VoiceTemplate]) -> None:

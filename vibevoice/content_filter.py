@@ -4,8 +4,11 @@ A voice tool that clones people and renders hours of speech must make misuse har
 in the way of fiction, news and medicine. So the filter reports, per script line, which category a
 phrase falls in and which list it came from, and acts by severity:
 
-- ``block`` (the default): lines in a *severe* category (violent threats, sexualised minors,
-  encouragement of self-harm) stop the job before rendering; everything else is flagged.
+- ``block`` (the default): what a careful editor would stop in any script, fiction included, stops
+  the job before rendering: a *severe* finding — a threat with a target and a means, place or time,
+  instructions for a weapon or a killing, sexual content involving minors, urging the listener to
+  harm themselves. What only sounds like these (a villain's "I'll kill you", "you're dead, Jim",
+  Camus on whether to kill yourself) is *high* and flagged with the line, as is everything else.
 - ``flag``: nothing is stopped; every finding is recorded in the job and shown.
 - ``off``: no check.
 
@@ -37,8 +40,8 @@ MODES: tuple[Mode, ...] = ("off", "flag", "block")
 # The standard categories and their severities (the lists may add their own; these are what the LLM
 # review may name).
 CATEGORIES: dict[str, Severity] = {
-    "violent-threat": "severe", "child-sexual-content": "severe", "self-harm-encouragement": "severe",
-    "fraud-impersonation": "high", "hate": "high", "profanity": "mild"}
+    "violent-threat": "severe", "weapon-instructions": "severe", "child-sexual-content": "severe",
+    "self-harm-encouragement": "severe", "fraud-impersonation": "high", "hate": "high", "profanity": "mild"}
 SEVERITIES: tuple[Severity, ...] = ("severe", "high", "mild")
 LISTS_DIR = paths.PRESETS_DIR / "content-filter"
 USER_FILE = "content-filter.txt"
@@ -131,7 +134,18 @@ def check_line(line: Line, mode: Mode, rules_by_language: dict[str, RuleSet]) ->
             found.setdefault((start, end, category), Finding(
                 line=line.source_line, column=line.column + start, speaker=line.speaker, category=category,
                 severity=severity, action=action, matched=line.text[start:end], source=source))
-    return sorted(found.values(), key=lambda f: f.column)
+    return sorted(_most_severe(list(found.values())), key=lambda f: f.column)
+
+
+def _most_severe(findings: list[Finding]) -> list[Finding]:
+    """One finding per phrase: of overlapping findings in one category, the most severe (then longest)."""
+    rank = {severity: i for i, severity in enumerate(SEVERITIES)}
+    kept: list[Finding] = []
+    for f in sorted(findings, key=lambda f: (rank[f.severity], -len(f.matched), f.column)):
+        if not any(g.category == f.category and g.column < f.column + len(f.matched)
+                   and f.column < g.column + len(g.matched) for g in kept):
+            kept.append(f)
+    return kept
 
 
 def _matches(text: str, language: str, rules: RuleSet):
@@ -141,6 +155,8 @@ def _matches(text: str, language: str, rules: RuleSet):
     if language == "en":
         encoded = text.encode("utf-8")
         for m in _profanity().find(text):  # it reports byte offsets
+            if "'" in m.matched_text:  # it drops apostrophes, so "he'll" reads as "hell"
+                continue
             start = len(encoded[:m.start].decode("utf-8", "ignore"))
             yield "profanity", "mild", start, start + len(m.matched_text), "badwords-py list (en)"
 

@@ -215,9 +215,9 @@ def export_job(job: Job, out: Path, stems: bool = False, mp3_kbps: int = 96) -> 
         "srt": write_text(base.with_suffix(".srt"), to_srt(programme.cues)),
         "vtt": write_text(base.with_suffix(".vtt"), to_vtt(programme.cues)),
     }
-    for speaker, track in programme.stems.items():
-        outputs[f"stem:{speaker}"] = write_wav(track, base.parent / f"{base.name}.{_safe(speaker)}.wav", stamp,
-                                               f"{title} — {speaker}")
+    for speaker, name in stem_names(list(programme.stems)).items():
+        outputs[f"stem:{speaker}"] = write_wav(programme.stems[speaker], base.parent / f"{base.name}.{name}.wav",
+                                               stamp, f"{title} — {speaker}")
     job.manifest.outputs = outputs
     job.manifest.status, job.manifest.message = "done", None
     job.save()
@@ -283,6 +283,19 @@ def write_text(path: Path, text: str) -> str:
 def _stamp(seconds: float, sep: str) -> str:
     ms = int(round(seconds * 1000))
     return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}{sep}{ms % 1000:03d}"
+
+
+def stem_names(speakers: list[str]) -> dict[str, str]:
+    """A distinct file-name part per speaker: "Dr. Lee" and "Dr_ Lee" must not write one file."""
+    names: dict[str, str] = {}
+    for speaker in speakers:
+        base = _safe(speaker)[:60] or "speaker"
+        name, n = base, 1
+        while name.casefold() in {v.casefold() for v in names.values()}:
+            n += 1
+            name = f"{base}-{n}"
+        names[speaker] = name
+    return names
 
 
 def _safe(name: str) -> str:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from platformdirs import user_data_dir
 
+from .errors import BadInput
+
 APP_NAME = "vibevoice-webui"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PRESETS_DIR = REPO_ROOT / "presets"
@@ -34,6 +36,36 @@ def user_voices_dir() -> Path:
 
 def cache_dir() -> Path:
     return _sub("cache")
+
+
+def models_dir() -> Path:
+    """Where checkpoints go by default (``VIBEVOICE_HOME/models``)."""
+    return _sub("models")
+
+
+def allowed_model_dirs() -> list[Path]:
+    """The folders a client of the server may name a checkpoint in: ``VIBEVOICE_MODEL_DIRS``
+    (``os.pathsep``-separated; default: the app's models folder), plus ``VIBEVOICE_MODEL_DIR`` itself."""
+    listed = [p for p in os.environ.get("VIBEVOICE_MODEL_DIRS", "").split(os.pathsep) if p.strip()]
+    folders = [Path(p).expanduser().resolve() for p in listed] or [models_dir().resolve()]
+    if os.environ.get("VIBEVOICE_MODEL_DIR"):
+        folders.append(Path(os.environ["VIBEVOICE_MODEL_DIR"]).expanduser().resolve())
+    return folders
+
+
+def check_model_dir(value: str | None) -> None:
+    """Refuse a model directory from a client unless it lies in an allowed folder (never look inside first).
+
+    A server must not let a request probe or list its folders: the answer names the allowed folders
+    (configuration), never what is or is not in the one asked for.
+    """
+    if not value:
+        return
+    path = Path(value).expanduser().resolve()
+    if not any(path == folder or path.is_relative_to(folder) for folder in allowed_model_dirs()):
+        allowed = ", ".join(str(f) for f in allowed_model_dirs())
+        raise BadInput(f"settings.model_dir: {value[:200]} is not in an allowed models folder ({allowed}); put the "
+                       "checkpoint there, or have the operator add its folder to VIBEVOICE_MODEL_DIRS")
 
 
 def _sub(name: str) -> Path:

@@ -39,6 +39,9 @@ _MIXED_SHARE = 0.25  # the minority script must fill this share of speaking time
 
 _NEWLINES = re.compile(r"\r\n?")
 _BAD_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+_INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200f\u2060-\u2064\ufeff]")  # nothing to speak in these alone
+_SSML = re.compile(r"</?(?:speak|break|prosody|emphasis|say-as|voice|phoneme|sub|audio|mark|lang)\b[^<>]*>", re.I)
+MAX_PROBLEMS_SHOWN = 50  # a reply lists this many problems, then says how many more
 _SPEAKER_N = re.compile(r"\s*(speaker\s*[0-9]+)\s*[:：]", re.I)
 _SPECIAL = re.compile(r"[\[\]【】(){}（）]")
 _TAGS = {"[": re.compile(r"\[([^\[\]]*)\]\s*[:：]?"), "【": re.compile(r"【([^【】]*)】\s*[:：]?")}
@@ -107,12 +110,15 @@ class Problem(BaseModel):
 class ScriptError(BadInput):
     """Every problem found in one pass, so the user can fix them all at once."""
 
-    def __init__(self, problems: list[Problem]):
-        self.problems = list(problems)
-        super().__init__("\n".join(str(p) for p in self.problems))
+    def __init__(self, problems: list[Problem], total: int | None = None):
+        self.total = len(problems) if total is None else total
+        self.problems = list(problems[:MAX_PROBLEMS_SHOWN])  # a page of 400 000 "[" is 400 000 problems
+        more = self.total - len(self.problems)
+        super().__init__("\n".join(str(p) for p in self.problems)
+                         + (f"\n… and {more} more problem(s); fix these first" if more > 0 else ""))
 
     def __reduce__(self):  # keep `problems` across pickling (worker processes)
-        return (type(self), (self.problems,))
+        return (type(self), (self.problems, self.total))
 
 
 class _Tok(NamedTuple):
@@ -193,6 +199,15 @@ def _decode(raw: str | bytes) -> str:
     return text
 
 
+def check_text(value):
+    """A pydantic ``before`` validator for script fields: refuse what ``parse_script`` would refuse for its
+    characters (a lone surrogate, a control character, over-size) with the line and column, before a
+    generic "not a valid string" can hide where the problem is."""
+    if isinstance(value, str):
+        _decode(value)
+    return value
+
+
 def _name_char(c: str) -> bool:
     """Letters of any script (with their combining marks), digits, and the punctuation names use."""
     return c.isalnum() or c in " _-.'’" or unicodedata.category(c).startswith("M")
@@ -228,6 +243,9 @@ def _bracket(content: str, shown: str, line: int, col: int, problems: list[Probl
     seconds = DEFAULT_PAUSE_SECONDS if not arg else float(length.group(1))
     if length and (length.group(2) or "").lower() == "ms":
         seconds /= 1000
+    if not math.isfinite(seconds):
+        return _problem(problems, line, col, "the pause length is not a number of seconds",
+                        f"[pause {MAX_PAUSE_SECONDS:g}s] or shorter")
     if seconds > MAX_PAUSE_SECONDS:
         return _problem(problems, line, col, f"a {seconds:g}-second pause is longer than the "
                         f"{MAX_PAUSE_SECONDS:g}-second maximum", f"[pause {MAX_PAUSE_SECONDS:g}s] or shorter")
@@ -250,7 +268,7 @@ def _scan(line: str, n: int, out: list[_Tok], problems: list[Problem]) -> None:
         m = _SPECIAL.search(line, pos)
         end = m.start() if m else len(line)
         chunk = line[pos:end]
-        if not opened and chunk.strip():
+        if not opened and _INVISIBLE.sub("", chunk).strip():
             out.append(_Tok("text", chunk, n, pos + len(chunk) - len(chunk.lstrip()) + 1))
         if not m:
             break
@@ -288,9 +306,12 @@ def _tokenize(text: str, problems: list[Problem]) -> list[_Tok]:
     """Tokens for the whole script; comments vanish, blank lines stay (they separate paragraphs)."""
     out: list[_Tok] = []
     for n, line in enumerate(text.split("\n"), 1):
-        stripped = line.strip()
+        stripped = _INVISIBLE.sub("", line).strip()
         if not stripped:
             out.append(_Tok("blank", None, n, 1))
+        elif markup := _SSML.search(line):
+            _problem(problems, n, markup.start() + 1, f"SSML markup {_show(markup.group())} is not supported",
+                     "plain text with [Speaker] tags, (hints) and [pause 1s]")
         elif not stripped.startswith("#"):
             _scan(line, n, out, problems)
     return out

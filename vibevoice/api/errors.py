@@ -1,4 +1,4 @@
-"""The project's error family → HTTP statuses, in one place, plus the request-size limit.
+"""The project's error family → HTTP statuses, in one place; request validation answered briefly.
 
 ``BadInput`` → 422 (script problems with line and column, content-filter findings), ``NotFound`` →
 404, ``Conflict`` → 409, ``Unavailable`` → 503. Anything else is a bug: a 500 whose body carries an
@@ -11,22 +11,22 @@ import logging
 import uuid
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from ..content_filter import ContentBlocked
 from ..errors import BadInput, Conflict, NotFound, Unavailable, VibeVoiceError
-from ..script import MAX_SCRIPT_BYTES, ScriptError
+from ..script import ScriptError
+from .guard import TooLarge
 
 log = logging.getLogger("vibevoice.api")
-MAX_BODY_BYTES = MAX_SCRIPT_BYTES + 64_000
-MAX_CLIP_BYTES = 30_000_000 + 64_000  # a few minutes of WAV is plenty for a voice reference
-DRAIN_BYTES = 32_000_000
-STATUS = ((BadInput, 422), (NotFound, 404), (Conflict, 409), (Unavailable, 503))
+STATUS = ((TooLarge, 413), (BadInput, 422), (NotFound, 404), (Conflict, 409), (Unavailable, 503))
+MAX_PROBLEMS = 20  # a reply names this many invalid fields at most
 
 
 def install(app: FastAPI) -> None:
-    app.middleware("http")(_limit_body)
     app.exception_handler(VibeVoiceError)(_known)
+    app.exception_handler(RequestValidationError)(_invalid)
     app.exception_handler(Exception)(_unexpected)
 
 
@@ -46,21 +46,22 @@ async def _known(request: Request, error: VibeVoiceError) -> JSONResponse:
     return JSONResponse(body, status)
 
 
+async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+    """Which field is wrong and what was expected — never the value sent (it may be megabytes)."""
+    problems = []
+    for item in error.errors()[:MAX_PROBLEMS]:
+        loc, message = list(item.get("loc", ())), str(item.get("msg", "invalid"))[:200]
+        if item.get("type") == "json_invalid":  # the location is a character offset, not a field
+            loc, message = [], f"not valid JSON at character {loc[-1] if loc else '?'}"
+        where = ".".join(str(part) for part in loc if part != "body") or "body"
+        problems.append({"field": where[:120], "problem": message})
+    more = len(error.errors()) - len(problems)
+    detail = "; ".join(f"{p['field']}: {p['problem']}" for p in problems) + (f"; and {more} more" if more > 0 else "")
+    return JSONResponse({"detail": detail, "problems": problems}, 422)
+
+
 async def _unexpected(request: Request, error: Exception) -> JSONResponse:
     error_id = uuid.uuid4().hex[:8]
     log.error("error %s on %s %s", error_id, request.method, request.url.path, exc_info=error)
     return JSONResponse({"detail": f"internal error {error_id}: this is a bug in the server, not in your request; "
                                    "the server log has the details", "error_id": error_id}, 500)
-
-
-async def _limit_body(request: Request, call_next):
-    size = int(request.headers.get("content-length") or 0)
-    limit = MAX_CLIP_BYTES if request.url.path == "/v1/voices/clone" else MAX_BODY_BYTES
-    if size > limit:
-        if size <= DRAIN_BYTES:  # read it away, so the client gets the 413 instead of a reset connection
-            async for _ in request.stream():
-                pass
-        what = "reference clips are limited to" if limit == MAX_CLIP_BYTES else "scripts are limited to"
-        return JSONResponse({"detail": f"request body over {limit} bytes; {what} {limit - 64_000} bytes"},
-                            status_code=413)
-    return await call_next(request)

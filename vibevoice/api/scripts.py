@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from .. import __version__
 from ..content_filter import Finding
 from ..content_filter import Mode as FilterMode
 from ..content_filter import check as check_content
-from ..script import MAX_SCRIPT_BYTES, parse_script
+from ..script import MAX_SCRIPT_BYTES, check_text, parse_script
 
 router = APIRouter()
 
@@ -17,6 +17,8 @@ router = APIRouter()
 class CheckRequest(BaseModel):
     script: str = Field(max_length=MAX_SCRIPT_BYTES)
     content_filter: FilterMode | None = Field(default=None, description="default: the server's mode")
+
+    _script_characters = field_validator("script", mode="before")(check_text)
 
 
 class CheckResult(BaseModel):

@@ -33,7 +33,7 @@ def parse(text: bytes | str) -> Script:
     try:
         return parse_script(text)
     except ScriptError as error:
-        err.print(f"[red]The script has {len(error.problems)} problem(s):[/red]")
+        err.print(f"[red]The script has {error.total} problem(s):[/red]")
         err.print(str(error), highlight=False, markup=False)
         raise typer.Exit(2)
 

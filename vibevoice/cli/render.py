@@ -37,7 +37,7 @@ def render(
     job_dir: Annotated[Optional[Path], typer.Option(help="where chunks and progress are kept")] = None,
     resume: Annotated[bool, typer.Option(help="continue the job in --job-dir; edited lines re-render")] = False,
     force: Annotated[bool, typer.Option(help="discard a previous job in --job-dir and start over")] = False,
-    speed: Annotated[float, typer.Option(min=0.5, max=2.0, help="speaking-rate multiplier")] = 1.0,
+    speed: Annotated[float, typer.Option(min=0.25, max=4.0, help="speaking-rate multiplier")] = 1.0,
     stems: Annotated[bool, typer.Option(help="also write one WAV per speaker")] = False,
     mp3_kbps: Annotated[int, typer.Option(min=32, max=320)] = 96,
     engine: Annotated[str, typer.Option(help="'voices' (each voice's engine: Kokoro, Piper), 'vibevoice' or 'qwen3'")] = "voices",

@@ -25,9 +25,10 @@ ACTIVE: tuple[Status, ...] = ("queued", "rendering", "rendered")  # a worker sti
 
 
 class RenderSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error, not silently ignored
+    # A misspelt setting is an error, not silently ignored; ``true`` is not a speed, nor "yes" a switch.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    speed: float = Field(default=1.0, ge=0.5, le=2.0, description="multiplies every voice's own speed")
+    speed: float = Field(default=1.0, ge=0.25, le=4.0, description="multiplies every voice's own speed")
     seed: int = Field(default=0, description="for engines that sample; Kokoro is deterministic")
     turn_gap: float = Field(default=0.45, ge=0, le=5, description="seconds of silence when the speaker changes")
     line_gap: float = Field(default=0.25, ge=0, le=5, description="seconds between lines of one speaker")
@@ -112,6 +113,8 @@ class ChunkRecord(BaseModel):
 
 class Manifest(BaseModel):
     format: int = 1
+    # Bumped by every write; a writer holding an older revision is refused (one writer at a time).
+    revision: int = 0
     job_id: str
     tool: str = f"vibevoice-webui {__version__}"
     requested_by: str | None = Field(default=None, description="who created the job (for the local audit log)")

@@ -19,6 +19,8 @@ process renders it, so submitting stays instant and the plan is made once.
 
 from __future__ import annotations
 
+import fcntl
+import re
 import threading
 import time
 import uuid
@@ -32,7 +34,7 @@ import soundfile as sf
 from .. import audit, delivery, disclosure
 from ..atomic import is_disk_full, write_bytes_atomic
 from ..audio import SAMPLE_RATE, wav_bytes
-from ..errors import Cancelled, NotFound, RenderFailed
+from ..errors import Cancelled, Conflict, NotFound, RenderFailed
 from ..plan.schema import Plan
 from ..qa import gate
 from ..script import Script, parse_script
@@ -42,6 +44,8 @@ from .chunks import Renderer, renderer_for
 from .model import MANIFEST, ChunkRecord, Manifest, Progress, RenderSettings
 
 ProgressFn = Callable[[Progress], None]
+LOCK = ".lock"
+_REVISION = re.compile(rb'"revision":\s*(\d+)')
 
 
 class Job:
@@ -49,6 +53,9 @@ class Job:
         self._progress: ProgressFn | None = None
         self._refs: dict[str, np.ndarray] | None = None
         self._renderer: Renderer | None = None
+        self._on_disk = (Path(directory) / MANIFEST).exists()  # False until a new job's first save
+        # Called before every manifest write (e.g. a farm worker checks its lease); may raise to refuse it.
+        self.guard: Callable[[], None] | None = None
         self.dir = Path(directory)
         self.manifest = manifest
         self.script: Script = parse_script(manifest.script)
@@ -79,6 +86,7 @@ class Job:
         pending = plan is None and planner not in (None, delivery.NO_PLANNER)
         manifest = Manifest(
             job_id=old.job_id if old else job_id or uuid.uuid4().hex[:12], requested_by=actor,
+            revision=old.revision if old else 0,
             created=old.created if old else now, updated=now, status=old.status if old else "pending",
             title=old.title if old else "", script=script_text, voices=voices, settings=settings, plan=plan,
             planner=planner if pending else None, content_flags=flags, chunked=False,
@@ -286,8 +294,26 @@ class Job:
     # -- persistence ---------------------------------------------------------------------------------
 
     def save(self) -> None:
-        self.manifest.updated = _now()
-        write_bytes_atomic(self.dir / MANIFEST, self.manifest.model_dump_json(indent=1).encode("utf-8"))
+        """Write the manifest, as its only writer: under a lock, and only over the revision this job read.
+
+        Another writer in between (an edit, a cancel, a second worker) makes this raise ``Conflict``;
+        a job whose directory was deleted meanwhile raises ``NotFound`` and is not brought back.
+        """
+        if self._on_disk and not (self.dir / MANIFEST).exists():
+            raise NotFound(f"job {self.manifest.job_id} was deleted")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / LOCK, "a+b") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            found = _revision_on_disk(self.dir)
+            if found is not None and found != self.manifest.revision:
+                raise Conflict(f"job {self.manifest.job_id} was changed meanwhile (revision {found}, this writer "
+                               f"read {self.manifest.revision}); reload it and try again")
+            if self.guard is not None:
+                self.guard()
+            self.manifest.revision += 1
+            self.manifest.updated = _now()
+            write_bytes_atomic(self.dir / MANIFEST, self.manifest.model_dump_json(indent=1).encode("utf-8"))
+            self._on_disk = True
 
     def set_status(self, status: str, message: str | None = None) -> None:
         """Record the job's status; on a full disk the previous manifest stays valid (and is kept)."""
@@ -297,6 +323,17 @@ class Job:
         except OSError:
             pass  # the disk-full path: the previous manifest is still valid and the chunks are on disk
 
+
+
+def _revision_on_disk(directory: Path) -> int | None:
+    """The revision of the manifest on disk (None: no manifest yet); it is near the top of the file."""
+    try:
+        with open(directory / MANIFEST, "rb") as f:
+            head = f.read(256)
+    except FileNotFoundError:
+        return None
+    found = _REVISION.search(head)
+    return int(found.group(1)) if found else 0
 
 
 def _now() -> str:

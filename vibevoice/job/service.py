@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .. import audit, delivery, paths, provenance
 from ..audio import SAMPLE_RATE, fade, pcm16
@@ -33,7 +33,7 @@ from ..export import export_job, job_provenance, layout, mp3_encoder, spoken_not
 from ..plan.schema import LinePlan, Plan
 from ..plan.validate import load_plan
 from ..qa import gate
-from ..script import MAX_SCRIPT_BYTES, parse_script
+from ..script import MAX_SCRIPT_BYTES, check_text, parse_script
 from ..voices import assign_voices, load_templates, slug
 from .model import ACTIVE, MANIFEST, Progress, RenderSettings
 from .runner import Job
@@ -44,6 +44,8 @@ PREVIEW_GAIN = 10 ** (6 / 20)  # the stream is heard before loudness is measured
 
 
 class JobRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
     script: str = Field(max_length=MAX_SCRIPT_BYTES, description="the dialogue script")
     voices: dict[str, str] = Field(default_factory=dict, description="speaker → voice template id")
     settings: RenderSettings = Field(default_factory=RenderSettings)
@@ -52,6 +54,8 @@ class JobRequest(BaseModel):
                                 "$VIBEVOICE_PLANNER or auto); ignored when a plan is given")
     speaker_hints: dict[str, str] = Field(default_factory=dict, description="speaker → delivery hint for the director")
     title: str = Field(default="", max_length=120)
+
+    _script_characters = field_validator("script", mode="before")(check_text)
 
 
 class JobInfo(BaseModel):
@@ -131,6 +135,7 @@ class JobService:
         self._queue: queue.Queue[str] = queue.Queue()
         self._live: dict[str, Progress] = {}
         self._stops: dict[str, threading.Event] = {}
+        self._running: set[str] = set()  # jobs a worker thread is inside ``run`` for
         self._changed = threading.Condition()
         self._recover()
         for n in range(workers):
@@ -138,6 +143,7 @@ class JobService:
 
     def submit(self, request: JobRequest, job_id: str | None = None, actor: str | None = None) -> JobInfo:
         """Validate and queue a job (or update job ``job_id``, re-rendering only what changed)."""
+        paths.check_model_dir(request.settings.model_dir)  # a client names checkpoints from the allow-list only
         job_id = job_id or uuid.uuid4().hex[:12]
         directory = self._dir(job_id, must_exist=False)
         if (directory / MANIFEST).exists() and Job.open(directory).manifest.status in ACTIVE:
@@ -204,13 +210,21 @@ class JobService:
         """Stop the job at the next chunk boundary; a queued job is taken off the queue at once."""
         job = Job.open(self._dir(job_id))
         self._stops.setdefault(job_id, threading.Event()).set()
-        if job.manifest.status == "queued":
+        if job.manifest.status == "queued" and job_id not in self._running:
             job.set_status("interrupted", "cancelled; resume to continue")
             self._notify()
         return self.info(job_id)
 
-    def delete(self, job_id: str, actor: str | None = None) -> None:
+    def delete(self, job_id: str, actor: str | None = None, timeout: float = 60) -> None:
+        """Cancel the job, wait for its worker to let go, then remove it, so it cannot come back."""
         self.cancel(job_id)
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while job_id in self._running and time.monotonic() < deadline:
+                self._changed.wait(timeout=0.2)
+        if job_id in self._running:
+            raise Conflict(f"job {job_id} is still stopping (its current chunk takes a while); delete it again "
+                           "in a moment")
         shutil.rmtree(self._dir(job_id))
         audit.record("job.deleted", actor=actor, job_id=job_id)
 
@@ -234,30 +248,39 @@ class JobService:
         Placement matches the final file exactly (same ``layout``); only the loudness differs, since
         the final gain needs the whole programme.
         """
-        encoder, sent = mp3_encoder(), 0
+        encoder = mp3_encoder()
         job = Job.open(self._dir(job_id))
         yield provenance.tag_mp3(b"", job_provenance(job), job.manifest.title or first_words(job))
+        for pcm in self.stream_pcm(job_id, poll):
+            yield bytes(encoder.encode(pcm))
+        yield bytes(encoder.flush())
+
+    def stream_pcm(self, job_id: str, poll: float = 0.1) -> Iterator[bytes]:
+        """The same timeline as ``stream_mp3``, as raw 16-bit PCM (24 kHz mono), one piece per chunk."""
+        job, sent = Job.open(self._dir(job_id)), 0
         notice = spoken_notice(job)
         if notice and notice.where == "start":
             sent = notice.start + notice.audio.size
-            audio = np.concatenate([np.zeros(notice.start, np.float32), fade(notice.audio) * PREVIEW_GAIN])
-            yield bytes(encoder.encode(pcm16(audio).tobytes()))
-        for chunk_audio, start in self._chunks_in_order(job_id, poll):
+            yield pcm16(np.concatenate([np.zeros(notice.start, np.float32), fade(notice.audio) * PREVIEW_GAIN])).tobytes()
+        for chunk_audio, start in self._chunks_in_order(job_id, poll):  # ends quietly if the job is deleted
             silence = np.zeros(max(0, start - sent), np.float32)
-            audio = np.concatenate([silence, fade(chunk_audio) * PREVIEW_GAIN])
             sent = start + chunk_audio.size
-            yield bytes(encoder.encode(pcm16(audio).tobytes()))
-        yield bytes(encoder.encode(pcm16(np.zeros(SAMPLE_RATE // 2, np.float32)).tobytes()) + encoder.flush())
+            yield pcm16(np.concatenate([silence, fade(chunk_audio) * PREVIEW_GAIN])).tobytes()
+        yield pcm16(np.zeros(SAMPLE_RATE // 2, np.float32)).tobytes()
 
     # -- workers -------------------------------------------------------------------------------------
 
     def _work(self) -> None:
         while True:
             job_id = self._queue.get()
+            with self._changed:
+                self._running.add(job_id)
             try:
                 self._run(job_id)
             finally:
                 self._live.pop(job_id, None)
+                with self._changed:
+                    self._running.discard(job_id)
                 self._notify()
 
     def _run(self, job_id: str) -> None:
@@ -273,6 +296,8 @@ class JobService:
             run(job, progress=lambda p: self._progress(job_id, p), stop=stop)
         except (Cancelled, RenderFailed):
             pass  # the manifest says what happened and how to go on
+        except (Conflict, NotFound) as err:
+            log.info("job %s: %s; this worker let it go", job_id, err)  # cancelled, edited or deleted meanwhile
         except Exception as err:  # noqa: BLE001 — a bug must not kill the worker or hide from the user
             error_id = uuid.uuid4().hex[:8]
             log.exception("job %s failed unexpectedly (error %s)", job_id, error_id)
@@ -286,7 +311,10 @@ class JobService:
     def _chunks_in_order(self, job_id: str, poll: float) -> Iterator[tuple[np.ndarray, int]]:
         index = 0
         while True:
-            job = Job.open(self._dir(job_id))
+            try:
+                job = Job.open(self._dir(job_id))
+            except NotFound:
+                return  # deleted while someone listened
             m = job.manifest
             if not m.chunked and m.status in ACTIVE:  # the director is still planning it
                 time.sleep(poll)
@@ -295,7 +323,11 @@ class JobService:
                 return
             if m.chunks[index].status == "done":
                 placed, _ = layout(job)
-                yield job.chunk_audio(m.chunks[index]), placed[index][1]
+                try:
+                    audio = job.chunk_audio(m.chunks[index])
+                except (OSError, RuntimeError, VibeVoiceError):
+                    return  # its files went away (deleted): the stream ends where the audio ends
+                yield audio, placed[index][1]
                 index += 1
             elif m.status not in ACTIVE:
                 return  # stopped or failed: end the stream where the audio ends

@@ -89,10 +89,9 @@ def inspect_checkpoint(model_dir: str | Path | None) -> Checkpoint:
     path = resolve_model_dir(model_dir)
     if not path.is_dir():
         raise CheckpointError(f"model directory {path} does not exist (or is not a directory)")
-    present = sorted(p.name for p in path.iterdir())
-    shown = ", ".join(present[:12]) + (" …" if len(present) > 12 else "") if present else "nothing"
+    present = sorted(p.name for p in path.iterdir())  # never shown: an error names what is missing, not what is there
     if "config.json" not in present:
-        raise CheckpointError(f"{path} has no config.json (found: {shown}); it is not a transformers checkpoint")
+        raise CheckpointError(f"{path} has no config.json; it is not a transformers checkpoint")
     try:
         raw = json.loads((path / "config.json").read_text("utf-8"))
     except json.JSONDecodeError as err:
@@ -116,7 +115,7 @@ def inspect_checkpoint(model_dir: str | Path | None) -> Checkpoint:
     weights = _weight_files(path, present)
     if missing:
         raise CheckpointError(
-            f"{path} is missing {', '.join(missing)} (found: {shown}). Copy the complete converted checkpoint; "
+            f"{path} is missing {', '.join(missing)}. Copy the complete converted checkpoint; "
             f"{CONVERT_HINT}")
     try:
         config = VibeVoiceConfig.from_pretrained(path)

@@ -74,17 +74,28 @@ class Clip:
 
 
 def load_clip(source: str | Path | bytes, name: str | None = None) -> Clip:
-    """Read a WAV/MP3/FLAC/OGG file (path or bytes), mix to mono, resample to 24 kHz, check it."""
+    """Read a WAV/MP3/FLAC/OGG file (path or bytes), mix to mono, resample to 24 kHz, check it.
+
+    The header's length is checked before anything is decoded, and decoding stops after the longest
+    clip allowed: a small compressed file of hours of silence never expands in memory.
+    """
     import soundfile as sf
 
     label = name or (str(source) if not isinstance(source, bytes) else "uploaded clip")
+    opened = io.BytesIO(source) if isinstance(source, bytes) else str(source)
     try:
-        audio, rate = sf.read(io.BytesIO(source) if isinstance(source, bytes) else str(source),
-                              dtype="float32", always_2d=True)
+        with sf.SoundFile(opened) as f:
+            if f.frames > 0 and f.samplerate > 0 and f.frames / f.samplerate > MAX_CLIP_SECONDS:
+                raise ClipError(f"{label} is too long ({f.frames / f.samplerate:.0f} s, limit "
+                                f"{MAX_CLIP_SECONDS:.0f} s); cut it to 5-30 s of clean speech")
+            audio = f.read(frames=int((MAX_CLIP_SECONDS + 1) * f.samplerate), dtype="float32", always_2d=True)
+            rate = f.samplerate
+    except ClipError:
+        raise
     except FileNotFoundError as err:
         raise ClipError(f"voice clip {label} does not exist") from err
-    except Exception as err:  # soundfile raises LibsndfileError / RuntimeError / TypeError for bad data
-        raise ClipError(f"voice clip {label} cannot be read as audio (WAV, MP3, FLAC or OGG): {err}") from err
+    except Exception as err:  # noqa: BLE001 — libsndfile's own words name a memory object, not the user's file
+        raise ClipError(f"voice clip {label} cannot be read as audio: use WAV, MP3, FLAC or OGG") from err
     return check_clip(audio, rate, label)
 
 
