@@ -12,8 +12,9 @@ __all__ = ["SAMPLE_RATE", "Capabilities", "ChunkAudio", "Engine", "Segment", "ge
 
 def available_engines() -> list[str]:
     from . import piper
+    from .qwen3 import compat
 
-    return ["kokoro"] + (["piper"] if piper.available() else []) + ["vibevoice", "qwen3"]
+    return ["kokoro"] + (["piper"] if piper.available() else []) + ["vibevoice"] + (["qwen3"] if compat.installed() else [])
 
 
 def get_engine(name: str, model_dir: str | None = None, dtype: str | None = None) -> Engine:

@@ -99,8 +99,9 @@ class Batched(LineByLine):
         for line in script.lines:
             voice = voices[line.speaker]
             wanted = delivery.line_delivery(voice, self.settings.speed, plans.get(line.index))
-            instruct = self._engine.instruct_for(voice, wanted, line.hints)
-            if not self._engine.checkpoint.instructable and (line.hints or line.index in plans):
+            instruct = self._engine.instruct_for(voice, wanted, line.hints, verbatim=self.settings.instructions)
+            asked = line.hints or line.index in plans or self.settings.instructions
+            if not self._engine.checkpoint.instructable and asked:
                 mute.append(line.index + 1)
             for text in split_text(line.text, self._engine.capabilities.max_chunk_chars):
                 key = chunk_key(self._engine.version, {"voice": voice.spec.model_dump(), "instruct": instruct,

@@ -37,7 +37,7 @@ class RenderSettings(BaseModel):
     # "qwen3": every line is a Qwen3-TTS generation (in batches) from the checkpoint in ``model_dir``.
     engine: Literal["voices", "vibevoice", "qwen3"] = "voices"
     model_dir: str | None = Field(default=None, description="VibeVoice or Qwen3-TTS checkpoint (default: "
-                                  "$VIBEVOICE_MODEL_DIR or $QWEN3_TTS_MODEL_DIR)")
+                                  "$VIBEVOICE_MODEL_DIR or $VIBEVOICE_QWEN3_MODEL_DIR)")
     dtype: Literal["auto", "bf16", "fp16", "fp32"] = Field(
         default="auto", description="VibeVoice precision: auto = bf16 on CUDA where supported, else fp32; fp16 "
         "only on request (it can overflow; the job notes say so)")
@@ -50,6 +50,9 @@ class RenderSettings(BaseModel):
     top_k: int = Field(default=50, ge=0, le=1000, description="0 = no top-k cut")
     repetition_penalty: float = Field(default=1.05, ge=1.0, le=2.0)
     batch_size: int = Field(default=0, ge=0, le=64, description="lines generated together (0 = from memory)")
+    instructions: str | None = Field(default=None, max_length=4096, description="delivery instruction for every "
+                                     "line, sent verbatim to an engine that takes one (Qwen3-TTS) in place of the "
+                                     "director's; a designed voice's description still leads")
     rerolls: int = Field(default=2, ge=0, le=5, description="new seeds allowed for a take of implausible length")
     max_minutes: float = Field(default=90.0, gt=0, le=90.0, description="stop generating after this much audio")
     qa: bool = Field(default=False, description="hear every take (Whisper, speaker encoder) and re-render failures")

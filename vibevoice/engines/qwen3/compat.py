@@ -42,6 +42,11 @@ KEY_MAPPING = {
 _lock = threading.Lock()
 
 
+def installed() -> bool:
+    """Whether the extra is installed (found, not imported: cheap enough for a model list)."""
+    return importlib.util.find_spec("qwen_tts") is not None
+
+
 def load():
     """Import ``qwen_tts`` through the adapter (once); raise ``Unavailable`` when the extra is missing."""
     with _lock:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from ...errors import BadInput
 
-ENV = "QWEN3_TTS_MODEL_DIR"
+ENV = "VIBEVOICE_QWEN3_MODEL_DIR"  # the operator's checkpoint (the server's default for model "qwen3")
+ENV_ALIASES = (ENV, "QWEN3_TTS_MODEL_DIR")  # the second: the name this engine read first
 VARIANTS = {"custom_voice": "qwen3-speaker", "voice_design": "design", "base": "clone"}  # → voice kind it speaks
 REQUIRED = ("config.json", "generation_config.json", "speech_tokenizer/config.json",
             "speech_tokenizer/preprocessor_config.json")
@@ -41,9 +42,14 @@ class Checkpoint:
         return VARIANTS[self.variant]
 
 
+def default_model_dir() -> str | None:
+    """The configured checkpoint: ``$VIBEVOICE_QWEN3_MODEL_DIR`` (or ``$QWEN3_TTS_MODEL_DIR``)."""
+    return next((os.environ[name] for name in ENV_ALIASES if os.environ.get(name, "").strip()), None)
+
+
 def inspect_checkpoint(model_dir: str | Path | None) -> Checkpoint:
-    """Check ``model_dir`` (default ``$QWEN3_TTS_MODEL_DIR``) and say what is wrong in words."""
-    raw = model_dir or os.environ.get(ENV)
+    """Check ``model_dir`` (default ``default_model_dir()``) and say what is wrong in words."""
+    raw = model_dir or default_model_dir()
     if not raw:
         raise BadInput(f"the Qwen3-TTS engine needs a checkpoint directory: pass --model-dir DIR or set ${ENV}")
     path = Path(raw).expanduser()

@@ -105,11 +105,14 @@ class Qwen3Engine(Engine):
             self._prompts[key] = item
         return self._prompts[key]
 
-    def instruct_for(self, template: VoiceTemplate, delivery, hints=()) -> str:
-        """The instruct text a line is given: a designed voice's description first, then the delivery."""
+    def instruct_for(self, template: VoiceTemplate, delivery, hints=(), verbatim: str | None = None) -> str:
+        """The instruct text a line is given: a designed voice's description first, then the delivery
+        (``verbatim``, a client's own instruction, exactly as sent, in place of the plan's)."""
         description = template.spec.description if isinstance(template.spec, DesignSpec) else ""
         if not self.checkpoint.instructable:
             return description
+        if verbatim and verbatim.strip():
+            return f"{description} {verbatim}" if description else verbatim
         return instruct_text(delivery, hints, description)
 
     # -- speaking ----------------------------------------------------------------------------------------
