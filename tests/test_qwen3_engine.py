@@ -186,3 +186,45 @@ def test_importing_the_engine_leaves_vibevoice_models_unchanged(dirs):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                             cwd=Path(__file__).parent.parent)
     assert result.stdout.strip().endswith("same"), result.stderr[-2000:]
+
+
+def test_cli_renders_with_qwen3_and_its_sampling_options(dirs, tmp_path):
+    from conftest import run_cli
+
+    script = tmp_path / "s.txt"
+    script.write_text("[Ann] Hello there.\n[Ben] Hi.\n")
+    result = run_cli("render", str(script), "--engine", "qwen3", "--model-dir", str(dirs["custom_voice"]),
+                     "-v", "Ann=qwen3-vivian", "-v", "Ben=qwen3-ryan", "--temperature", "0", "--top-p", "0.8",
+                     "--top-k", "7", "--repetition-penalty", "1.1", "--batch-size", "2", "--seed", "5",
+                     "--planner", "none", "--job-dir", str(tmp_path / "job"), "-o", str(tmp_path / "o.wav"),
+                     env={"OMP_NUM_THREADS": "1", "VIBEVOICE_MODEL_DIR": "/nonexistent/vibevoice"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    settings = Job.open(tmp_path / "job").manifest.settings
+    assert (settings.engine, settings.temperature, settings.top_p, settings.top_k) == ("qwen3", 0.0, 0.8, 7)
+    assert (settings.repetition_penalty, settings.batch_size, settings.seed) == (1.1, 2, 5)
+    assert sf.info(tmp_path / "o.wav").duration > 1.0
+    missing = run_cli("render", str(script), "--engine", "qwen3", "-o", str(tmp_path / "x.wav"),
+                      env={"VIBEVOICE_MODEL_DIR": str(dirs["custom_voice"]), "VIBEVOICE_QWEN3_MODEL_DIR": ""})
+    assert missing.returncode == 2 and "VIBEVOICE_QWEN3_MODEL_DIR" in missing.stderr  # not VibeVoice's checkpoint
+
+
+def test_preflight_estimates_a_qwen3_render(dirs, tmp_path):
+    from typer.testing import CliRunner
+
+    import typer
+
+    from vibevoice.cli.preflight import preflight_command
+
+    app = typer.Typer()
+    app.command()(preflight_command)
+    script = tmp_path / "s.txt"
+    script.write_text(SCRIPT)
+    runner = CliRunner()
+    ok = runner.invoke(app, [str(script), "--engine", "qwen3", "--model-dir", str(dirs["custom_voice"]),
+                             "--device", "cpu", "--budget-gib", "1"])
+    assert ok.exit_code == 0 and "Qwen3-TTS 1b7 custom_voice on cpu" in ok.output and "fits" in ok.output, ok.output
+    small = runner.invoke(app, [str(script), "--engine", "qwen3", "--model-dir", str(dirs["custom_voice"]),
+                                "--device", "cpu", "--budget-gib", "0.000001"])
+    assert small.exit_code == 1 and "does not fit" in small.output
+    broken = runner.invoke(app, [str(script), "--engine", "qwen3", "--model-dir", str(tmp_path), "--device", "cpu"])
+    assert broken.exit_code == 3
