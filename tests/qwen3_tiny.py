@@ -6,6 +6,8 @@ and the 12 Hz speech tokenizer (a Mimi encoder and the fork's decoder, still 192
 Saved as the releases are: ``config.json``, ``generation_config.json``, ``model.safetensors``, tokenizer
 files, and ``speech_tokenizer/`` with its own config, feature extractor and weights in the original flat
 Mimi layout (which the engine's adapter renames on load, as it does for a real download).
+Every weight of the state dict is saved (the engine refuses a checkpoint that lacks one); like the
+releases, no RoPE table (``inv_freq``, a non-persistent buffer the adapter computes on load).
 
 The text tokenizer is a byte-level BPE with no merges plus the chat markers and "assistant"/"user" as
 whole tokens: the model slices ``<|im_start|>assistant\\n`` as exactly 3 tokens.

@@ -54,10 +54,9 @@ class Qwen3Engine(Engine):
     @property
     def model(self):
         if self._model is None:
-            package = compat.load()
-            model = package.Qwen3TTSModel.from_pretrained(
-                str(self.checkpoint.path), key_mapping=compat.KEY_MAPPING, dtype=self.dtype,
-                attn_implementation=self.attention, local_files_only=True)
+            model, notes = compat.load_model(str(self.checkpoint.path), dtype=self.dtype,
+                                             attn_implementation=self.attention)
+            self.setup_warnings.extend(notes)
             if self.device.type != "cpu":  # moved by hand: a device_map would need accelerate
                 codec = model.model.speech_tokenizer
                 model.model.to(self.device)
