@@ -193,3 +193,24 @@ def _manifest(server, job_id: str) -> dict:
     import json
 
     return json.loads((server.home / "jobs" / job_id / "job.json").read_text())
+
+
+def test_qwen3_engine_and_a_designed_voice(page):
+    page.locator("#vv-script textarea").fill(SCRIPT)
+    page.wait_for_function("document.querySelector('#vv-speaker-1 :is(input, textarea)')?.value === 'Ben'",
+                           timeout=30_000)
+    page.get_by_text("Engine and settings").click()
+    page.get_by_label("Qwen3-TTS (local checkpoint)").check()
+    # Under Qwen3-TTS the speakers get its named voices, and the estimate asks for its checkpoint.
+    page.wait_for_function("document.querySelector('#vv-voice-0 input')?.value.includes('Qwen3-TTS')",
+                           timeout=30_000)
+    page.locator("#vv-estimate").get_by_text("Qwen3-TTS checkpoint directory").wait_for(timeout=30_000)
+    assert page.locator("#vv-temperature").is_visible() and page.locator("#vv-top-k").is_visible()
+    page.get_by_text("Design a voice (Qwen3-TTS VoiceDesign)").click()
+    page.locator("#vv-design-name textarea").fill("Night Host")
+    page.locator("#vv-design-description textarea").fill("A calm, low male voice in his fifties, slightly husky")
+    page.locator("#vv-design").click()
+    page.locator("#vv-design-note").get_by_text("design-night-host").wait_for(timeout=30_000)
+    _choose_voice(page, 1, "Night Host")  # the new voice is in the speakers' lists
+    assert page.locator("#vv-voice-1 input").input_value() == "Night Host"
+    _snapshot(page, "page-qwen3-designed-voice.png")

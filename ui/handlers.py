@@ -31,11 +31,13 @@ from vibevoice.estimate import render_seconds as estimate_seconds
 from vibevoice.job.model import ACTIVE, RenderSettings
 from vibevoice.job.service import JobRequest, JobService
 from vibevoice.script import ScriptError, parse_script
-from vibevoice.voices import assign_voices, load_templates
+from vibevoice.voices import assign_voices, design_voice, load_templates
 
 MAX_SPEAKERS = 4
 EXAMPLES = {p.stem: p for p in sorted((paths.PRESETS_DIR / "scripts").glob("*.txt"))}
-ENGINES = {"Embedded (Kokoro, offline)": "voices", "VibeVoice (local checkpoint)": "vibevoice"}
+ENGINES = {"Embedded (Kokoro, offline)": "voices", "VibeVoice (local checkpoint)": "vibevoice",
+           "Qwen3-TTS (local checkpoint)": "qwen3"}
+CLONING_ENGINES = ("vibevoice", "qwen3")  # engines that speak a consented reference clip (Qwen3-TTS: Base)
 FILTER_MODES = {"Block severe lines, flag the rest": "block", "Flag only": "flag", "Off": "off"}
 NOTICES = {"Automatic (at the start when a voice is cloned)": "auto", "At the start": "start", "At the end": "end",
            "Off": "off"}
@@ -76,18 +78,28 @@ class JobForm:
     qa: bool
     table: Any
     rows: list[SpeakerRow]
+    # Appended after the speaker rows (and optional), so ``/start_job`` callers written before them still fit.
+    temperature: float = 0.9
+    top_p: float = 1.0
+    top_k: float = 50
+    repetition_penalty: float = 1.05
 
     @classmethod
     def from_values(cls, values) -> "JobForm":
-        named = len(fields(cls)) - 1
-        return cls(*values[:named], rows=SpeakerRow.many(values[named:]))
+        names = [f.name for f in fields(cls)]
+        named = names.index("rows")
+        width = len(fields(SpeakerRow)) * MAX_SPEAKERS
+        tail = dict(zip(names[named + 1:], values[named + width:]))
+        return cls(*values[:named], rows=SpeakerRow.many(values[named:named + width]),
+                   **{k: v for k, v in tail.items() if v is not None})
 
     def settings(self) -> RenderSettings:
         return RenderSettings(speed=self.speed, seed=int(self.seed or 0), turn_gap=self.turn_gap, cfg_scale=self.cfg,
                               diffusion_steps=int(self.steps), engine=ENGINES.get(self.engine_label, "voices"),
                               model_dir=(self.model_dir or "").strip() or None,
                               content_filter=FILTER_MODES[self.content], disclosure=NOTICES[self.notice],
-                              qa=bool(self.qa))
+                              qa=bool(self.qa), temperature=float(self.temperature), top_p=float(self.top_p),
+                              top_k=int(self.top_k), repetition_penalty=float(self.repetition_penalty))
 
 
 def load_example(name: str | None) -> str:
@@ -112,24 +124,55 @@ def validate(text: str, engine_label: str, model_dir: str, remembered: dict | No
                           for p in error.problems)
         more = f"\n- … and {error.total - len(error.problems)} more" if error.total > len(error.problems) else ""
         return f"⚠️ The script has {error.total} problem(s):\n{items}{more}", "", *hidden
-    templates = load_templates()
+    engine = ENGINES.get(engine_label, "voices")
+    templates = engine_templates(engine)
     kept = {s: v for s, v in ((remembered or {}).get(cast_key(script.speakers)) or {}).items()
             if s in script.speakers and v in templates}
-    voices = assign_voices(script.speakers, script.speaker_languages(), kept, templates)
+    voices = assign_voices(script.speakers, script.speaker_languages(), kept, templates,
+                           {"qwen3"} if engine == "qwen3" else None)
+    choices = voice_choices(engine)
     updates = []
     for n in range(MAX_SPEAKERS):
         if n < len(script.speakers):
             speaker = script.speakers[n]
-            updates += [gr.update(visible=True), gr.update(value=speaker), gr.update(value=voices[speaker].id)]
+            updates += [gr.update(visible=True), gr.update(value=speaker),
+                        gr.update(choices=choices, value=voices[speaker].id)]
         else:
-            updates += [gr.update(visible=False), gr.update(value=""), gr.update()]
-    return content_report(script, FILTER_MODES.get(content, "block")), \
-        estimate(script, voices, ENGINES.get(engine_label, "voices"), model_dir), *updates
+            updates += [gr.update(visible=False), gr.update(value=""), gr.update(choices=choices)]
+    return content_report(script, FILTER_MODES.get(content, "block")), estimate(script, voices, engine, model_dir), \
+        *updates
+
+
+def engine_templates(engine: str) -> dict:
+    """The voices a job on ``engine`` can speak: Qwen3-TTS's own (named, designed) and cloned ones under
+    Qwen3-TTS; every other voice under the other engines (Qwen3-TTS voices need its checkpoint)."""
+    templates = load_templates()
+    if engine == "qwen3":
+        return {k: t for k, t in templates.items() if t.engine == "qwen3" or t.spec.kind == "clone"}
+    return {k: t for k, t in templates.items() if t.engine != "qwen3"}
+
+
+def voice_choices(engine: str) -> list[tuple[str, str]]:
+    return [(t.name, t.id) for t in engine_templates(engine).values()]
+
+
+def create_designed_voice(name: str, description: str):
+    """A designed voice (Qwen3-TTS VoiceDesign) from the page: saved as a template, added to every voice list,
+    and the engine switched to Qwen3-TTS (the only one that speaks it)."""
+    try:
+        template = design_voice((name or "").strip(), (description or "").strip())
+    except (VibeVoiceError, ValueError) as error:  # ValueError: the template's own validation
+        raise gr.Error(html.escape(str(error)).replace("\n", "<br>"), title="Cannot design the voice") from None
+    choices = voice_choices("qwen3")
+    note = (f"Saved designed voice **{html.escape(template.name)}** (`{template.id}`); pick it for a speaker and "
+            "render with a Qwen3-TTS VoiceDesign checkpoint.")
+    qwen3 = next(label for label, engine in ENGINES.items() if engine == "qwen3")  # designed voices are its own
+    return note, qwen3, *[gr.update(choices=choices)] * MAX_SPEAKERS
 
 
 def cloning_visible(count: int):
     """The handler that shows the consent box and clip uploads only under a cloning engine."""
-    return lambda label: [gr.update(visible=ENGINES[label] == "vibevoice")] * count
+    return lambda label: [gr.update(visible=ENGINES[label] in CLONING_ENGINES)] * count
 
 
 def filter_label() -> str:
@@ -172,6 +215,8 @@ def active_job(service: JobService) -> str:
 def estimate(script, voices, engine: str, model_dir: str) -> str:
     seconds = script.estimated_seconds()
     head = f"{len(script.speakers)} speaker(s), {len(script.lines)} lines, about **{clock(seconds)}** of audio"
+    if engine == "qwen3":
+        return f"{head}. {qwen3_estimate(script, model_dir)}"
     if engine != "vibevoice":
         took = estimate_seconds(script, voices, planner_name())  # warm or cold: as this server is now
         return f"{head}; rendering and export take about {clock(took)} here."
@@ -187,12 +232,32 @@ def estimate(script, voices, engine: str, model_dir: str) -> str:
     return f"{head}. Preflight: {html.escape(report.summary)}"
 
 
+def qwen3_estimate(script, model_dir: str) -> str:
+    """The Qwen3-TTS preflight (memory and time from the checkpoint's shapes; nothing is loaded)."""
+    from vibevoice.engines.qwen3 import configuration, preflight
+
+    folder = (model_dir or "").strip() or configuration.default_model_dir()
+    if not folder:
+        return "Enter the Qwen3-TTS checkpoint directory to see the memory and time estimate."
+    try:
+        paths.check_model_dir(folder)
+        checkpoint = configuration.inspect_checkpoint(folder)
+        est = preflight.estimate(checkpoint, [(line.text, line.language) for line in script.lines], "torch.float32",
+                                 4, 1.3)
+    except VibeVoiceError as error:  # a checkpoint problem is shown, not raised
+        return f"⚠️ {html.escape(str(error))}"
+    return f"Preflight ({checkpoint.size} {checkpoint.variant}, CPU): {html.escape(preflight.describe(est))}"
+
+
 def preview_voice(voice_id: str | None):
     if not voice_id:
         raise gr.Error("Pick a voice first.")
     template = load_templates()[voice_id]
     if template.engine == "vibevoice":
         raise gr.Error("Cloned voices are heard in a VibeVoice render; there is no quick preview.")
+    if template.engine == "qwen3":
+        raise gr.Error("Qwen3-TTS voices are heard in a Qwen3-TTS render (it needs the checkpoint); there is no "
+                       "quick preview.")
     text = "你好！很高兴认识你，我们开始吧。" if template.languages == ["zh"] else "Hi! This is how I sound. Shall we begin?"
     return SAMPLE_RATE, get_engine(template.engine).speak(text, template)
 
@@ -278,3 +343,17 @@ def list_jobs(service: JobService):
 
 def default_model_dir() -> str:
     return os.environ.get("VIBEVOICE_MODEL_DIR", "")
+
+
+def engine_model_dir(label: str, current: str) -> str:
+    """The shared model-directory field follows the engine: its configured checkpoint, unless one was typed."""
+    defaults = {"vibevoice": default_model_dir(), "qwen3": _qwen3_default()}
+    if (current or "").strip() and current.strip() not in defaults.values():
+        return gr.skip()
+    return defaults.get(ENGINES.get(label, "voices"), current or "")
+
+
+def _qwen3_default() -> str:
+    from vibevoice.engines.qwen3.configuration import default_model_dir as qwen3_dir
+
+    return qwen3_dir() or ""

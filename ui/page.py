@@ -18,7 +18,7 @@ from ui import handlers as h
 from ui import transcript
 from vibevoice.delivery import default_planner
 from vibevoice.job.service import JobService
-from vibevoice.voices import CONSENT_STATEMENT, load_templates
+from vibevoice.voices import CONSENT_STATEMENT
 
 PLAYER_JS = """
 () => {
@@ -53,6 +53,9 @@ PLAYER_JS = """
 }
 """
 PAGE_JS = f"() => {{ ({PLAYER_JS.strip()})(); ({transcript.TRANSCRIPT_JS.strip()})(); }}"
+
+
+SAMPLING = ("temperature", "top_p", "top_k", "repetition_penalty")  # ``handlers.JobForm``'s last fields
 
 
 @dataclass
@@ -103,6 +106,10 @@ class Controls:
     chosen: gr.Textbox = None
     refresh: gr.Button = None
     resume: gr.Button = None
+    design_name: gr.Textbox = None
+    design_text: gr.Textbox = None
+    design: gr.Button = None
+    design_note: gr.Markdown = None
 
     @property
     def row_values(self) -> list:
@@ -113,7 +120,8 @@ class Controls:
         """``handlers.JobForm``'s fields, in order (also the order of the ``/start_job`` API endpoint)."""
         s = self.settings
         return [self.script, s["engine"], s["model_dir"], s["speed"], s["seed"], s["cfg"], s["steps"], s["turn_gap"],
-                self.consent, s["planner"], s["content"], s["notice"], s["qa"], self.transcript, *self.row_values]
+                self.consent, s["planner"], s["content"], s["notice"], s["qa"], self.transcript, *self.row_values,
+                *[s[name] for name in SAMPLING]]  # new inputs go last: older positional callers still fit
 
 
 def build_page(service: JobService) -> gr.Blocks:
@@ -126,6 +134,7 @@ def build_page(service: JobService) -> gr.Blocks:
                 _script_section(c)
             with gr.Column(scale=3):
                 _voices_section(c)
+                _design_section(c)
                 _settings_section(c)
                 c.estimate = gr.Markdown(elem_id="vv-estimate")
         c.generate = gr.Button("Generate", variant="primary", elem_id="vv-generate")
@@ -146,7 +155,7 @@ def _script_section(c: Controls) -> None:
 
 
 def _voices_section(c: Controls) -> None:
-    voice_choices = [(t.name, t.id) for t in load_templates().values()]
+    voice_choices = h.voice_choices(next(iter(h.ENGINES.values())))
     gr.Markdown("### Voices")
     for n in range(h.MAX_SPEAKERS):
         with gr.Group(visible=False) as group:
@@ -157,7 +166,7 @@ def _voices_section(c: Controls) -> None:
             with gr.Row():
                 hint = gr.Textbox(label="Emotion hint", placeholder="e.g. calm, excited", scale=2, min_width=80,
                                   elem_id=f"vv-hint-{n}")
-                clip = gr.Audio(label="Reference clip (VibeVoice cloning)", sources=["upload"], type="filepath",
+                clip = gr.Audio(label="Reference clip (VibeVoice or Qwen3-TTS Base cloning)", sources=["upload"], type="filepath",
                                 scale=4, min_width=120, elem_id=f"vv-clip-{n}", visible=False)
         c.rows.append(Row(group, name, voice, hint, clip, preview))
     c.consent = gr.Checkbox(label=f"{CONSENT_STATEMENT} (This applies to every clip I upload here.)",
@@ -169,8 +178,8 @@ def _settings_section(c: Controls) -> None:
     s = c.settings
     with gr.Accordion("Engine and settings", open=False):
         s["engine"] = gr.Radio(list(h.ENGINES), value=next(iter(h.ENGINES)), label="Engine")
-        s["model_dir"] = gr.Textbox(label="VibeVoice model directory (converted checkpoint)",
-                                    value=h.default_model_dir())
+        s["model_dir"] = gr.Textbox(label="VibeVoice model directory (converted checkpoint) or Qwen3-TTS checkpoint "
+                                    "directory", value=h.default_model_dir(), elem_id="vv-model-dir")
         with gr.Row():
             s["speed"] = gr.Slider(0.5, 2.0, value=1.0, step=0.05, label="Speed")
             s["turn_gap"] = gr.Slider(0.0, 2.0, value=0.45, step=0.05, label="Gap between speakers (s)")
@@ -178,6 +187,13 @@ def _settings_section(c: Controls) -> None:
             s["seed"] = gr.Number(value=0, precision=0, label="Seed")
             s["cfg"] = gr.Slider(1.0, 3.0, value=1.3, step=0.05, label="CFG scale (VibeVoice)")
             s["steps"] = gr.Slider(1, 50, value=10, step=1, label="Diffusion steps (VibeVoice)")
+        with gr.Row():  # token sampling (Qwen3-TTS); temperature 0 = greedy, the same take every time
+            s["temperature"] = gr.Slider(0.0, 2.0, value=0.9, step=0.05, label="Temperature (Qwen3-TTS; 0 = greedy)",
+                                         elem_id="vv-temperature")
+            s["top_p"] = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top-p", elem_id="vv-top-p")
+            s["top_k"] = gr.Slider(0, 200, value=50, step=1, label="Top-k (0 = off)", elem_id="vv-top-k")
+            s["repetition_penalty"] = gr.Slider(1.0, 2.0, value=1.05, step=0.01, label="Repetition penalty",
+                                                elem_id="vv-repetition-penalty")
         s["planner"] = gr.Dropdown(["auto", "rules", "local", "http", "none"], value=default_planner(),
                                    label="Director (delivery planner): auto = local LLM if it loads")
         s["qa"] = gr.Checkbox(label="Automatic QA: listen to every take and re-render wrong words or the wrong voice "
@@ -212,6 +228,17 @@ def _transcript_section(c: Controls) -> None:
                                     elem_id="vv-audition-audio")
 
 
+def _design_section(c: Controls) -> None:
+    with gr.Accordion("Design a voice (Qwen3-TTS VoiceDesign)", open=False):
+        with gr.Row():
+            c.design_name = gr.Textbox(label="Voice name", scale=1, min_width=100, elem_id="vv-design-name")
+            c.design_text = gr.Textbox(label="Description", scale=3, elem_id="vv-design-description",
+                                       placeholder="e.g. a calm, low male voice in his fifties, slightly husky")
+        c.design = gr.Button("Create designed voice", elem_id="vv-design")
+        c.design_note = gr.Markdown(elem_id="vv-design-note")
+
+
+
 def _output_section(c: Controls) -> None:
     c.status = gr.HTML(elem_id="vv-status")
     gr.HTML('<div id="vv-player"></div>')
@@ -243,6 +270,9 @@ def _wire_script(c: Controls) -> None:
     s["content"].change(**checks, api_name=False)
     cloning = [c.consent, *[row.clip for row in c.rows]]
     s["engine"].change(h.cloning_visible(len(cloning)), s["engine"], cloning, api_name=False)
+    s["engine"].change(h.engine_model_dir, [s["engine"], s["model_dir"]], s["model_dir"], api_name=False)
+    c.design.click(h.create_designed_voice, [c.design_name, c.design_text], [c.design_note, s["engine"], *[r.voice for r in c.rows]],
+                   api_name="design_voice")
     for row in c.rows:
         row.preview.click(h.preview_voice, row.voice, c.sample)
     c.direct.click(h.direct_plan, [c.script, s["planner"], *c.row_values], [c.transcript, c.transcript_note],

@@ -98,7 +98,8 @@ def prepare(directory: Path, request: JobRequest, actor: str | None = None, job_
     """
     script = parse_script(request.script)
     requested = {**(voice_ids or {}), **request.voices}
-    voices = assign_voices(script.speakers, script.speaker_languages(), requested, load_templates())
+    engines = {"qwen3"} if request.settings.engine == "qwen3" else None
+    voices = assign_voices(script.speakers, script.speaker_languages(), requested, load_templates(), engines)
     plan = load_plan(request.plan.model_dump(), script) if request.plan else None
     job = Job.create(directory, request.script, voices, request.settings, plan, actor=actor, job_id=job_id,
                      planner=None if plan else (request.planner or delivery.default_planner()))
