@@ -36,3 +36,16 @@ def test_compose_services(service):
     assert any(v.endswith(":/data") for v in spec["volumes"])
     if service == "vibevoice-gpu":
         assert spec["profiles"] == ["gpu"] and "VIBEVOICE_MODEL_DIR" in spec["environment"]
+
+
+def test_compose_farm_profile_runs_redis_the_web_app_and_workers_on_one_jobs_volume():
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    farm = {name: spec for name, spec in services.items() if spec.get("profiles") == ["farm"]}
+    assert set(farm) == {"redis", "farm-web", "farm-worker"}
+    assert "ports" not in farm["redis"] and "--requirepass" in farm["redis"]["command"]
+    assert farm["farm-web"]["command"][:2] == ["vibevoice", "serve"] and farm["farm-worker"]["command"][:2] == [
+        "vibevoice", "worker"]
+    for name in ("farm-web", "farm-worker"):
+        assert farm[name]["build"]["args"]["EXTRAS"] == "farm" and "vibevoice-data:/data" in farm[name]["volumes"]
+        assert farm[name]["environment"]["VIBEVOICE_QUEUE"].startswith("redis://")
+    assert (ROOT / "requirements-farm.txt").read_text().count("rq==") == 1

@@ -39,6 +39,7 @@ OPENAI_VOICES = {"onyx": "deep-male", "nova": "bright-female", "shimmer": "light
                  "alloy": "mid-blend", "echo": "soft-male-blend", "ash": "deep-male", "coral": "warm-female",
                  "sage": "mid-blend", "ballad": "soft-male-blend", "verse": "bright-female",
                  "marin": "warm-female", "cedar": "deep-male"}
+QWEN3_FOR_GENDER = {"male": "qwen3-ryan", "female": "qwen3-vivian", "neutral": "qwen3-vivian"}
 # OpenAI's model names are accepted and spoken by the embedded engine (the voice decides the engine).
 OPENAI_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts", "gpt-4o-mini-tts-2025-12-15")
 MEDIA = {"mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac", "opus": "audio/ogg", "pcm": "audio/pcm",
@@ -49,15 +50,30 @@ class VoiceRef(BaseModel):
     id: str
 
 
+def qwen3_voice(voice: str) -> str:
+    """A voice for ``model="qwen3"``: a template id as it is, a Qwen3-TTS speaker name ("Vivian") as its preset,
+    an OpenAI voice name as the named speaker closest to its preset (male or female)."""
+    templates = load_templates()
+    if voice in templates:
+        return voice
+    preset = f"qwen3-{voice.casefold().replace('_', '-')}"
+    if preset in templates:
+        return preset
+    gender = templates[OPENAI_VOICES[voice]].gender if OPENAI_VOICES.get(voice) in templates else None
+    return QWEN3_FOR_GENDER.get(gender, voice)
+
+
 class SpeechRequest(BaseModel):
     model_config = ConfigDict(strict=True)  # OpenAI's extra fields pass; wrong types do not
 
-    model: str = Field(default="kokoro", description="kokoro or an OpenAI model name; the voice decides the engine")
+    model: str = Field(default="kokoro", description="kokoro or an OpenAI model name (the voice decides the engine), "
+                       "or qwen3: Qwen3-TTS on the server's checkpoint ($VIBEVOICE_QWEN3_MODEL_DIR)")
     input: str = Field(min_length=1, max_length=MAX_SCRIPT_BYTES)
     voice: str | VoiceRef = Field(default="deep-male", description="a voice template id, an OpenAI voice name, or "
                                   '{"id": …}')
     instructions: str | None = Field(default=None, max_length=4096,
-                                     description="how to speak: a hint for the director on every line")
+                                     description="how to speak: a hint for the director on every line; with "
+                                     "model qwen3 the instruction Qwen3-TTS is given, verbatim")
     response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
     speed: float = Field(default=1.0, ge=0.25, le=4.0)
     stream_format: Literal["audio", "sse"] = "audio"
@@ -69,9 +85,20 @@ class SpeechRequest(BaseModel):
         tagged = parse_script(self.input).speakers != ["Narrator"]
         script = self.input if tagged else f"[Narrator] {self.input}"
         voice = self.voice.id if isinstance(self.voice, VoiceRef) else self.voice
-        voices = self.voices or ({} if tagged else {"Narrator": OPENAI_VOICES.get(voice, voice)})
+        named = qwen3_voice(voice) if self.model == "qwen3" else OPENAI_VOICES.get(voice, voice)
+        voices = self.voices or ({} if tagged else {"Narrator": named})
         hints = {s: self.instructions for s in parse_script(script).speakers} if self.instructions else {}
-        return JobRequest(script=script, voices=voices, settings=RenderSettings(speed=self.speed), speaker_hints=hints)
+        return JobRequest(script=script, voices=voices, settings=self.settings(), speaker_hints=hints)
+
+    def settings(self) -> RenderSettings:
+        """``model="qwen3"``: the Qwen3-TTS engine on the operator's checkpoint, ``instructions`` sent to it
+        verbatim; any other model name: the voice decides the engine, instructions guide the director."""
+        if self.model != "qwen3":
+            return RenderSettings(speed=self.speed)
+        from ..engines.qwen3.configuration import default_model_dir
+
+        return RenderSettings(speed=self.speed, engine="qwen3", model_dir=default_model_dir(),
+                              instructions=self.instructions)
 
 
 @router.post("/audio/speech", response_class=Response,
@@ -167,6 +194,7 @@ class ModelList(BaseModel):
 
 
 def _model_ids() -> list[str]:
+    """The engines (Qwen3-TTS only where its extra is installed) and OpenAI's model names."""
     return [*available_engines(), *OPENAI_MODELS]
 
 

@@ -1,7 +1,7 @@
 """``vibevoice`` on the command line: thin commands over the library, one module per group.
 
 ``render``/``check`` (``render``), ``voices``/``clone``/``audit`` (``voices``), ``plan``, ``qa``,
-``detect`` and ``preflight``, each in the module of that name. ``preflight`` is imported when it runs:
+``detect`` and ``preflight``, each in the module of that name; ``serve``/``worker`` (``farm``). ``preflight`` is imported when it runs:
 the VibeVoice stack loads torch and transformers (seconds), which the other commands never need.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import typer
 
 from .detect import detect_command
+from .farm import serve, worker
 from .plan import plan_command
 from .qa import qa_command
 from .render import check, render
@@ -25,6 +26,8 @@ app.command("audit")(audit_log)
 app.command("plan")(plan_command)
 app.command("qa")(qa_command)
 app.command("detect")(detect_command)
+app.command()(serve)
+app.command()(worker)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, add_help_option=False)

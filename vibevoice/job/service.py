@@ -3,8 +3,10 @@
 ``prepare`` turns a request into a job on disk (voices assigned, the plan validated, admission run,
 the manifest written: once); ``run`` takes a job through the rest of the flow (direct → render →
 export) and leaves it ``done``, ``failed`` with the reason, or ``interrupted``. ``JobService`` runs
-``run`` in worker threads for the page and the API; the CLI calls ``prepare`` and ``run`` in its own
-thread, so nothing differs but who waits.
+``run`` through an executor: ``LocalExecutor`` (the default: worker threads in this process) or the
+render farm's (``farm.executor``: RQ workers on other processes and boxes), so the page and the API
+behave the same either way; the CLI calls ``prepare`` and ``run`` in its own thread, so nothing
+differs but who waits.
 
 Jobs live on disk (one directory per job under the app's jobs directory), so the list survives a page
 reload and a server restart; a job that was rendering when the server stopped comes back as
@@ -13,6 +15,8 @@ reload and a server restart; a job that was rendering when the server stopped co
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
 import queue
 import re
@@ -22,6 +26,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import ContextManager, Protocol
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -35,7 +40,7 @@ from ..plan.validate import load_plan
 from ..qa import gate
 from ..script import MAX_SCRIPT_BYTES, check_text, parse_script
 from ..voices import assign_voices, load_templates, slug
-from .model import ACTIVE, MANIFEST, Progress, RenderSettings
+from .model import ACTIVE, MANIFEST, PRIORITIES, Priority, Progress, RenderSettings
 from .runner import Job
 
 log = logging.getLogger(__name__)
@@ -54,6 +59,8 @@ class JobRequest(BaseModel):
                                 "$VIBEVOICE_PLANNER or auto); ignored when a plan is given")
     speaker_hints: dict[str, str] = Field(default_factory=dict, description="speaker → delivery hint for the director")
     title: str = Field(default="", max_length=120)
+    priority: Priority = Field(default="default", description="high, default or low: a short preview (high) "
+                               "starts before a long job (default) that was queued earlier")
 
     _script_characters = field_validator("script", mode="before")(check_text)
 
@@ -63,6 +70,7 @@ class JobInfo(BaseModel):
     title: str
     status: str
     message: str | None
+    priority: str = "default"
     done: int
     total: int
     audio_seconds: float
@@ -90,11 +98,13 @@ def prepare(directory: Path, request: JobRequest, actor: str | None = None, job_
     """
     script = parse_script(request.script)
     requested = {**(voice_ids or {}), **request.voices}
-    voices = assign_voices(script.speakers, script.speaker_languages(), requested, load_templates())
+    engines = {"qwen3"} if request.settings.engine == "qwen3" else None
+    voices = assign_voices(script.speakers, script.speaker_languages(), requested, load_templates(), engines)
     plan = load_plan(request.plan.model_dump(), script) if request.plan else None
     job = Job.create(directory, request.script, voices, request.settings, plan, actor=actor, job_id=job_id,
                      planner=None if plan else (request.planner or delivery.default_planner()))
     job.manifest.title = request.title or job.manifest.title
+    job.manifest.priority = request.priority
     job.manifest.speaker_hints = request.speaker_hints
     job.save()
     return job
@@ -123,41 +133,173 @@ def first_words(job: Job) -> str:
     return text[:48] + ("…" if len(text) > 48 else "")
 
 
-# -- the service ---------------------------------------------------------------------------------------
+def run_queued(job: Job, progress: Callable[[Progress], None] | None = None,
+               stop: threading.Event | None = None) -> None:
+    """``run`` for a queued job on behalf of a worker (a thread here or a farm worker): every outcome,
+    a bug included, ends up in the job's manifest; nothing is raised for the worker to die of."""
+    try:
+        run(job, progress=progress, stop=stop)
+    except (Cancelled, RenderFailed):
+        pass  # the manifest says what happened and how to go on
+    except (Conflict, NotFound) as err:  # cancelled, edited or deleted meanwhile, or the farm's lease lost
+        log.info("job %s: %s; this worker let it go", job.manifest.job_id, err)
+    except Exception as err:  # noqa: BLE001 — a bug must not kill the worker or hide from the user
+        error_id = uuid.uuid4().hex[:8]
+        log.exception("job %s failed unexpectedly (error %s)", job.manifest.job_id, error_id)
+        job.set_status("failed", f"internal error {error_id} ({type(err).__name__}); the server log has "
+                       "the details; finished chunks are kept, resume to retry")
 
-class JobService:
-    """Jobs under ``root``, rendered by ``workers`` threads in submission order."""
 
-    def __init__(self, root: Path | None = None, workers: int = 1) -> None:
-        self.root = Path(root or paths.jobs_dir())
-        self.root.mkdir(parents=True, exist_ok=True)
-        self._queue: queue.Queue[str] = queue.Queue()
+# -- executors: who renders the queued jobs -----------------------------------------------------------
+
+class Executor(Protocol):
+    """What ``JobService`` needs from whoever renders its queued jobs."""
+
+    def start(self, root: Path) -> None: ...  # jobs live under root; recover what a restart left behind
+
+    def enqueue(self, job: Job) -> None: ...  # the manifest already says ``queued``
+
+    def cancel(self, job: Job) -> None: ...  # stop at the next chunk; a queued job becomes interrupted
+
+    def live(self, job_id: str) -> Progress | None: ...  # the latest progress of a rendering job
+
+    def waiting(self, job: Job) -> str | None: ...  # why a queued job cannot start, if it cannot
+
+    def holding(self, job_id: str, wait: float = 2.0) -> ContextManager[None]: ...  # the right to write its manifest
+
+    def wait_change(self, timeout: float) -> None: ...  # return early when some job moved on
+
+
+class LocalExecutor:
+    """Queued jobs rendered by ``workers`` threads in this process, by priority, then submission order.
+
+    The default: nothing to install or start. A job rendering when the process stopped comes back as
+    ``interrupted`` on the next start and resumes from its last finished chunk.
+    """
+
+    def __init__(self, workers: int = 1) -> None:
+        self.workers, self.root = workers, Path()
+        self._queue: queue.PriorityQueue[tuple[int, int, str]] = queue.PriorityQueue()
+        self._order = itertools.count()
         self._live: dict[str, Progress] = {}
         self._stops: dict[str, threading.Event] = {}
         self._running: set[str] = set()  # jobs a worker thread is inside ``run`` for
         self._changed = threading.Condition()
-        self._recover()
-        for n in range(workers):
+
+    def start(self, root: Path) -> None:
+        self.root = root
+        recover(root)
+        for n in range(self.workers):
             threading.Thread(target=self._work, name=f"render-worker-{n}", daemon=True).start()
+
+    def enqueue(self, job: Job) -> None:
+        job_id = job.manifest.job_id
+        self._stops[job_id] = threading.Event()  # a fresh one: an old cancel must not stop this run
+        self._queue.put((PRIORITIES.index(job.manifest.priority), next(self._order), job.dir.name))
+        self._notify()
+
+    def cancel(self, job: Job) -> None:
+        self._stops.setdefault(job.dir.name, threading.Event()).set()
+        if job.manifest.status == "queued" and job.dir.name not in self._running:
+            job.set_status("interrupted", "cancelled; resume to continue")
+            self._notify()
+
+    def live(self, job_id: str) -> Progress | None:
+        return self._live.get(job_id)
+
+    def waiting(self, job: Job) -> str | None:
+        return None  # this process has every engine the job's admission accepted
+
+    def holding(self, job_id: str, wait: float = 2.0) -> ContextManager[None]:
+        """Wait (up to ``wait`` s) for a worker thread still inside the job to let go; the manifest's lock
+        and revision (``Job.save``) keep the writes themselves one at a time."""
+        deadline = time.monotonic() + wait
+        with self._changed:
+            while job_id in self._running and time.monotonic() < deadline:
+                self._changed.wait(timeout=0.2)
+        if job_id in self._running:
+            raise Conflict(f"job {job_id} is still stopping (its current chunk takes a while); try again in a moment")
+        return contextlib.nullcontext()
+
+    def wait_change(self, timeout: float) -> None:
+        with self._changed:
+            self._changed.wait(timeout=timeout)
+
+    def _work(self) -> None:
+        while True:
+            job_id = self._queue.get()[2]
+            with self._changed:
+                self._running.add(job_id)
+            try:
+                self._run(job_id)
+            finally:
+                self._live.pop(job_id, None)
+                with self._changed:
+                    self._running.discard(job_id)
+                self._notify()
+
+    def _run(self, job_id: str) -> None:
+        stop = self._stops.setdefault(job_id, threading.Event())
+        try:
+            job = Job.open(self.root / job_id)
+        except VibeVoiceError:
+            return  # deleted while it waited
+        if job.manifest.status != "queued" or stop.is_set():
+            return  # cancelled while it waited: it stays interrupted until resumed
+        run_queued(job, progress=lambda p: self._progress(job_id, p), stop=stop)
+
+    def _progress(self, job_id: str, progress: Progress) -> None:
+        self._live[job_id] = progress
+        self._notify()
+
+    def _notify(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+
+def recover(root: Path) -> None:
+    """Jobs that were queued or rendering when the server stopped become resumable, not lost."""
+    for manifest in root.glob(f"*/{MANIFEST}"):
+        try:
+            job = Job.open(manifest.parent)
+        except (VibeVoiceError, ValueError):
+            continue
+        if job.manifest.status in ACTIVE + ("pending",):
+            job.set_status("interrupted", "the server stopped during this job; resume to continue")
+
+
+# -- the service ---------------------------------------------------------------------------------------
+
+class JobService:
+    """Jobs under ``root``, rendered by ``executor`` (default: ``workers`` threads in this process)."""
+
+    def __init__(self, root: Path | None = None, workers: int = 1, executor: Executor | None = None) -> None:
+        self.root = Path(root or paths.jobs_dir())
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.executor: Executor = executor or LocalExecutor(workers)
+        self.executor.start(self.root)
 
     def submit(self, request: JobRequest, job_id: str | None = None, actor: str | None = None) -> JobInfo:
         """Validate and queue a job (or update job ``job_id``, re-rendering only what changed)."""
         paths.check_model_dir(request.settings.model_dir)  # a client names checkpoints from the allow-list only
         job_id = job_id or uuid.uuid4().hex[:12]
         directory = self._dir(job_id, must_exist=False)
-        if (directory / MANIFEST).exists() and Job.open(directory).manifest.status in ACTIVE:
-            raise Conflict(f"job {job_id} is still rendering; wait for it to finish or cancel it first")
-        job = prepare(directory, request, actor=actor, job_id=job_id)
-        job.set_status("queued")
-        self._enqueue(job_id)
+        self._refuse_if_active(directory)
+        with self.executor.holding(job_id):
+            if (directory / MANIFEST).exists() and Job.open(directory).manifest.status in ACTIVE:
+                raise Conflict(f"job {job_id} is still rendering; wait for it to finish or cancel it first")
+            job = prepare(directory, request, actor=actor, job_id=job_id)
+            job.set_status("queued")
+        self.executor.enqueue(job)
         return self.info(job_id)
 
     def info(self, job_id: str) -> JobInfo:
         job = Job.open(self._dir(job_id))
         m = job.manifest
-        live = self._live.get(job_id)
+        live = self.executor.live(job_id) if m.status in ACTIVE else None
+        message = (self.executor.waiting(job) if m.status == "queued" else None) or m.message
         return JobInfo(
-            id=job_id, title=m.title or first_words(job), status=m.status, message=m.message,
+            id=job_id, title=m.title or first_words(job), status=m.status, message=message, priority=m.priority,
             done=sum(c.status == "done" for c in m.chunks), total=len(m.chunks),
             audio_seconds=sum(c.samples for c in m.chunks) / SAMPLE_RATE,
             eta_seconds=live.eta if live else None, current_line=live.line_index if live else None,
@@ -176,16 +318,17 @@ class JobService:
         return sorted(found, key=lambda j: j.created, reverse=True)
 
     def resume(self, job_id: str) -> JobInfo:
-        job = Job.open(self._dir(job_id))
-        if job.manifest.status in ACTIVE:
-            return self.info(job_id)
-        job.set_status("queued")
-        self._enqueue(job_id)
+        with self.executor.holding(job_id):
+            job = Job.open(self._dir(job_id))
+            if job.manifest.status in ACTIVE:
+                return self.info(job_id)
+            job.set_status("queued")
+        self.executor.enqueue(job)
         return self.info(job_id)
 
-    def rerender_line(self, job_id: str, line_index: int, rate: float | None = None,
-                      emotion: str | None = None) -> JobInfo:
-        """Render one line again with a new pace or emotion and re-assemble; nothing else re-renders.
+    def rerender_line(self, job_id: str, line_index: int, **changes) -> JobInfo:
+        """Render one line again with a new delivery (``rate``, ``emotion``, ``intensity``, ``pause_after``…,
+        any ``LinePlan`` field; None leaves a field as it is) and re-assemble; nothing else re-renders.
 
         The change is written into the job's plan (so it is kept, shown and resumable like any plan
         edit); only the chunks of that line get new keys, so only they are rendered.
@@ -198,35 +341,26 @@ class JobService:
         plan = job.manifest.plan or Plan(planner="user", lines=[LinePlan(line_index=i) for i in range(lines)])
         entries = {p.line_index: p for p in plan.lines}
         entry = entries.get(line_index) or LinePlan(line_index=line_index)
-        changes = {k: v for k, v in (("rate", rate), ("emotion", emotion)) if v is not None}
-        if emotion is not None:  # a person chose it: performed in full, like a hint
+        changes = {k: v for k, v in changes.items() if v is not None and k != "line_index"}
+        if "emotion" in changes:  # a person chose it: performed in full, like a hint
             changes.update(emotion_source="user", confidence=None)
         entries[line_index] = LinePlan.model_validate({**entry.model_dump(), **changes})
         plan = plan.model_copy(update={"lines": [entries[i] for i in sorted(entries)]})
         voices = {s: v.id for s, v in job.manifest.voices.items()}
         return self.submit(JobRequest(script=job.manifest.script, voices=voices, settings=job.manifest.settings,
-                                      plan=plan, title=job.manifest.title), job_id=job_id)
+                                      plan=plan, title=job.manifest.title, priority=job.manifest.priority),
+                           job_id=job_id)
 
     def cancel(self, job_id: str) -> JobInfo:
         """Stop the job at the next chunk boundary; a queued job is taken off the queue at once."""
-        job = Job.open(self._dir(job_id))
-        self._stops.setdefault(job_id, threading.Event()).set()
-        if job.manifest.status == "queued" and job_id not in self._running:
-            job.set_status("interrupted", "cancelled; resume to continue")
-            self._notify()
+        self.executor.cancel(Job.open(self._dir(job_id)))
         return self.info(job_id)
 
     def delete(self, job_id: str, actor: str | None = None, timeout: float = 60) -> None:
         """Cancel the job, wait for its worker to let go, then remove it, so it cannot come back."""
         self.cancel(job_id)
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while job_id in self._running and time.monotonic() < deadline:
-                self._changed.wait(timeout=0.2)
-        if job_id in self._running:
-            raise Conflict(f"job {job_id} is still stopping (its current chunk takes a while); delete it again "
-                           "in a moment")
-        shutil.rmtree(self._dir(job_id))
+        with self.executor.holding(job_id, wait=timeout):  # its worker lets go at its next chunk
+            shutil.rmtree(self._dir(job_id))
         audit.record("job.deleted", actor=actor, job_id=job_id)
 
     def output_path(self, job_id: str, kind: str) -> Path:
@@ -237,9 +371,8 @@ class JobService:
 
     def wait(self, job_id: str, timeout: float = 600) -> JobInfo:
         deadline = time.monotonic() + timeout
-        with self._changed:
-            while self.info(job_id).status in ACTIVE and time.monotonic() < deadline:
-                self._changed.wait(timeout=0.5)
+        while self.info(job_id).status in ACTIVE and time.monotonic() < deadline:
+            self.executor.wait_change(0.5)
         return self.info(job_id)
 
     def stream_mp3(self, job_id: str, poll: float = 0.1) -> Iterator[bytes]:
@@ -269,45 +402,7 @@ class JobService:
             yield pcm16(np.concatenate([silence, fade(chunk_audio) * PREVIEW_GAIN])).tobytes()
         yield pcm16(np.zeros(SAMPLE_RATE // 2, np.float32)).tobytes()
 
-    # -- workers -------------------------------------------------------------------------------------
-
-    def _work(self) -> None:
-        while True:
-            job_id = self._queue.get()
-            with self._changed:
-                self._running.add(job_id)
-            try:
-                self._run(job_id)
-            finally:
-                self._live.pop(job_id, None)
-                with self._changed:
-                    self._running.discard(job_id)
-                self._notify()
-
-    def _run(self, job_id: str) -> None:
-        """One queued job through the flow; every outcome ends up in its manifest."""
-        stop = self._stops.setdefault(job_id, threading.Event())
-        try:
-            job = Job.open(self._dir(job_id))
-        except VibeVoiceError:
-            return  # deleted while it waited
-        if job.manifest.status != "queued" or stop.is_set():
-            return  # cancelled while it waited: it stays interrupted until resumed
-        try:
-            run(job, progress=lambda p: self._progress(job_id, p), stop=stop)
-        except (Cancelled, RenderFailed):
-            pass  # the manifest says what happened and how to go on
-        except (Conflict, NotFound) as err:
-            log.info("job %s: %s; this worker let it go", job_id, err)  # cancelled, edited or deleted meanwhile
-        except Exception as err:  # noqa: BLE001 — a bug must not kill the worker or hide from the user
-            error_id = uuid.uuid4().hex[:8]
-            log.exception("job %s failed unexpectedly (error %s)", job_id, error_id)
-            job.set_status("failed", f"internal error {error_id} ({type(err).__name__}); the server log has "
-                           "the details; finished chunks are kept, resume to retry")
-
-    def _progress(self, job_id: str, progress: Progress) -> None:
-        self._live[job_id] = progress
-        self._notify()
+    # -- reading back ----------------------------------------------------------------------------
 
     def _chunks_in_order(self, job_id: str, poll: float) -> Iterator[tuple[np.ndarray, int]]:
         index = 0
@@ -335,24 +430,10 @@ class JobService:
             else:
                 time.sleep(poll)
 
-    def _recover(self) -> None:
-        """Jobs that were queued or rendering when the server stopped become resumable, not lost."""
-        for manifest in self.root.glob(f"*/{MANIFEST}"):
-            try:
-                job = Job.open(manifest.parent)
-            except (VibeVoiceError, ValueError):
-                continue
-            if job.manifest.status in ACTIVE + ("pending",):
-                job.set_status("interrupted", "the server stopped during this job; resume to continue")
-
-    def _enqueue(self, job_id: str) -> None:
-        self._stops[job_id] = threading.Event()  # a fresh one: an old cancel must not stop this run
-        self._queue.put(job_id)
-        self._notify()
-
-    def _notify(self) -> None:
-        with self._changed:
-            self._changed.notify_all()
+    @staticmethod
+    def _refuse_if_active(directory: Path) -> None:
+        if (directory / MANIFEST).exists() and Job.open(directory).manifest.status in ACTIVE:
+            raise Conflict(f"job {directory.name} is still rendering; wait for it to finish or cancel it first")
 
     def _dir(self, job_id: str, must_exist: bool = True) -> Path:
         """The job's directory; ids are fixed-form hex, so no request can reach outside ``root``."""
