@@ -146,6 +146,10 @@ class Batched(LineByLine):
         chunk.rerolls = ready[1]
         return ready[0]
 
+    def take(self, chunk: ChunkRecord, language: str, voice: VoiceTemplate, speed: float) -> ChunkAudio:
+        """The prefetched take (no word times: Qwen3 has no durations to give)."""
+        return ChunkAudio(self.speak(chunk, language, voice, speed))
+
 
 def _script_of(chunk: ChunkRecord, language: str) -> Script:
     """A one-line stand-in script so a single chunk can be prefetched on its own."""

@@ -238,7 +238,6 @@ class Job:
     def _render_line(self, chunk: ChunkRecord) -> np.ndarray:
         voice = self.manifest.voices[chunk.speaker]
         language = self.script.lines[chunk.line_index].language
-
         timed: dict[float, list[TimedWord]] = {}  # the engine's own word times, per take
 
         def speak(speed: float) -> np.ndarray:
