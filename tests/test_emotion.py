@@ -12,8 +12,14 @@ from vibevoice import delivery, prosody
 from vibevoice.delivery import LineDelivery
 from vibevoice.engines import kokoro_model
 from vibevoice.engines.base import Segment
-from vibevoice.engines.kokoro import (FRAME_SAMPLES, KokoroEngine, blend_style, neutral_arrays, prosody_arrays,
-                                       token_chars)
+from vibevoice.engines.kokoro import (
+    FRAME_SAMPLES,
+    KokoroEngine,
+    blend_style,
+    neutral_arrays,
+    prosody_arrays,
+    token_chars,
+)
 from vibevoice.job.runner import Job
 from vibevoice.phonemize import Phonemizer
 from vibevoice.plan import rules

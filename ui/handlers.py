@@ -83,6 +83,7 @@ class JobForm:
     top_p: float = 1.0
     top_k: float = 50
     repetition_penalty: float = 1.05
+    planned: Any = None  # the director's plan the transcript was filled from (what the user did not change)
 
     @classmethod
     def from_values(cls, values) -> "JobForm":
@@ -300,7 +301,8 @@ def start_job(service: JobService, request: gr.Request, form: JobForm):
             voices[row.speaker] = clone_template(row.speaker, row.clip, form.consent, actor) or row.voice
             hints[row.speaker] = (row.hint or "").strip()
     try:
-        plan = transcript.plan_from(form.table, parse_script(form.text)) if form.table is not None else None
+        script = parse_script(form.text)
+        plan = transcript.plan_from(form.table, script, form.planned) if form.table is not None else None
         info = service.submit(JobRequest(script=form.text, voices={s: v for s, v in voices.items() if v},
                                          settings=form.settings(), plan=plan, planner=form.planner,
                                          speaker_hints={s: x for s, x in hints.items() if x}), actor=actor)

@@ -89,6 +89,9 @@ class Controls:
     settings: dict[str, gr.components.Component] = field(default_factory=dict)
     estimate: gr.Markdown = None
     transcript: gr.Dataframe = None
+    # The director's plan behind the transcript, to tell its guesses from edits (a hidden component, not a
+    # gr.State: any State makes Gradio hold a heartbeat connection open for the page's whole life).
+    planned: gr.JSON = None
     transcript_note: gr.Markdown = None
     direct: gr.Button = None
     line: gr.Number = None  # the transcript line chosen (1-based), its time, and what the page says about it
@@ -121,14 +124,15 @@ class Controls:
         s = self.settings
         return [self.script, s["engine"], s["model_dir"], s["speed"], s["seed"], s["cfg"], s["steps"], s["turn_gap"],
                 self.consent, s["planner"], s["content"], s["notice"], s["qa"], self.transcript, *self.row_values,
-                *[s[name] for name in SAMPLING]]  # new inputs go last: older positional callers still fit
+                *[s[name] for name in SAMPLING], self.planned]  # new inputs go last: older callers still fit
 
 
 def build_page(service: JobService) -> gr.Blocks:
     with gr.Blocks(title="VibeVoice WebUI") as page:
         gr.Markdown("# VibeVoice WebUI\nPaste a dialogue, give each speaker a voice, and generate a podcast.")
         c = Controls(job_id=gr.Textbox(visible=False, elem_id="vv-job-id"),  # a component: API clients get the id
-                     remembered=gr.BrowserState({}, storage_key="vibevoice-voices"))
+                     remembered=gr.BrowserState({}, storage_key="vibevoice-voices"),
+                     planned=gr.JSON(None, visible=False))
         with gr.Row():
             with gr.Column(scale=3):
                 _script_section(c)
@@ -214,6 +218,7 @@ def _transcript_section(c: Controls) -> None:
         c.transcript_note = gr.Markdown("Plan the delivery to review and edit it line by line (Generate plans it "
                                         "otherwise). After a render, choose a line to hear it, audition a change "
                                         "or re-render just that line.", elem_id="vv-transcript-note")
+
         c.transcript = gr.Dataframe(headers=transcript.COLUMNS, datatype=transcript.DATATYPES, interactive=True,
                                     wrap=True, elem_id="vv-transcript")
         with gr.Row():
@@ -275,8 +280,8 @@ def _wire_script(c: Controls) -> None:
                    api_name="design_voice")
     for row in c.rows:
         row.preview.click(h.preview_voice, row.voice, c.sample)
-    c.direct.click(h.direct_plan, [c.script, s["planner"], *c.row_values], [c.transcript, c.transcript_note],
-                   api_name="direct")
+    c.direct.click(h.direct_plan, [c.script, s["planner"], *c.row_values],
+                   [c.transcript, c.transcript_note, c.planned], api_name="direct")
     c.transcript.select(transcript.select, c.transcript, [c.line, c.line_time, c.line_note], api_name=False)
     c.hear.click(None, c.line_time, None, js="(t) => window.vvPlayLine && window.vvPlayLine(t)")
 
@@ -287,7 +292,7 @@ def _wire_jobs(page: gr.Blocks, c: Controls, service: JobService) -> None:
         return event.then(None, c.job_id, None, js="(id) => window.vvStream && window.vvStream(id)") \
             .then(partial(h.watch_job, service), c.job_id, [c.status, c.final_audio, c.files], api_name=False) \
             .then(None, c.job_id, None, js="(id) => window.vvFinal && window.vvFinal(id)") \
-            .then(partial(transcript.of_job, service), c.job_id, c.transcript, api_name=False)
+            .then(partial(transcript.of_job, service), c.job_id, [c.transcript, c.planned], api_name=False)
 
     def start_job(request: gr.Request, *values):
         """Gradio passes ``request`` (found by its annotation; a ``partial`` would hide it)."""

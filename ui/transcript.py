@@ -84,12 +84,24 @@ def rows_for(script: Script, plan: Plan | None, times: dict[int, tuple[float, fl
     return rows
 
 
-def plan_from(table, script: Script) -> Plan | None:
-    """The edited table back into a validated plan; None when it belongs to another version of the script."""
+def plan_from(table, script: Script, planned: dict | None = None) -> Plan | None:
+    """The edited table back into a validated plan; None when it belongs to another version of the script.
+
+    A row whose emotion and intensity are still the director's (``planned``) keeps the director's
+    source and confidence, so a guess stays a guess (performed at its calibrated strength); a changed
+    one is the user's, performed in full.
+    """
     rows = _rows(table)
     if len(rows) != len(script.lines) or any(r["text"] != line.text for r, line in zip(rows, script.lines)):
         return None  # planned for another version of the script: let the director plan again
-    lines = [_line_plan(r).model_dump() for r in rows]
+    director = delivery.line_plans(Plan.model_validate(planned)) if planned else {}
+    lines = []
+    for row in rows:
+        mine, theirs = _line_plan(row), director.get(row["line"] - 1)
+        kept = theirs is not None and (mine.emotion, mine.intensity) == (theirs.emotion, theirs.intensity)
+        source = {"emotion_source": theirs.emotion_source, "confidence": theirs.confidence} if kept else \
+            {"emotion_source": "user", "confidence": None}
+        lines.append(mine.model_copy(update=source).model_dump())
     return load_plan({"planner": "user", "lines": lines}, script)
 
 
@@ -108,13 +120,14 @@ def line_times(job: Job) -> dict[int, tuple[float, float]]:
 def of_job(service: JobService, job_id: str):
     """The transcript of a finished (or partly rendered) job, with each line's time."""
     if not job_id:
-        return gr.skip()
+        return gr.skip(), gr.skip()
     try:
         service.info(job_id)  # checks the id's form and that the job exists
         job = Job.open(service.root / job_id)
     except VibeVoiceError:
-        return gr.skip()
-    return rows_for(job.script, job.manifest.plan, line_times(job))
+        return gr.skip(), gr.skip()
+    plan = job.manifest.plan
+    return rows_for(job.script, plan, line_times(job)), plan.model_dump(mode="json") if plan else None
 
 
 def select(table, event: gr.SelectData):
@@ -162,8 +175,8 @@ def direct(text: str, planner: str, hints: dict[str, str]):
         raise gr.Error(html.escape(str(error)).replace("\n", "<br>"), title="Fix the script first") from None
     plan = delivery.direct(script, planner if planner != "none" else "rules", hints)
     fell_back = f" ({len(plan.fallbacks)} line(s) fell back to rules)" if plan.fallbacks else ""
-    return rows_for(script, plan), (f"Planned by **{plan.planner}**{fell_back}. Edit emotion, intensity, pace or "
-                                    "pauses, then Generate.")
+    note = f"Planned by **{plan.planner}**{fell_back}. Edit emotion, intensity, pace or pauses, then Generate."
+    return rows_for(script, plan), note, plan.model_dump(mode="json")
 
 
 def times_json(table) -> str:

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import functools
 import math
-import tomllib
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
+
+import tomllib
 
 from . import paths
 from .errors import BadInput

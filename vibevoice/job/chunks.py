@@ -27,8 +27,7 @@ import numpy as np
 from .. import delivery
 from ..delivery import TIMELINE_FIELDS, LineDelivery
 from ..engines import Engine, Segment, get_engine
-from ..engines.base import ChunkAudio
-from ..engines.base import split_text
+from ..engines.base import ChunkAudio, split_text
 from ..plan.schema import Plan
 from ..prosody import Prosody
 from ..script import Script
