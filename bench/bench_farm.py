@@ -62,9 +62,10 @@ def throughput(redis, home, n_workers: int, jobs: int, lines: int) -> dict:
 
 def recovery(redis, home, whole_worker: bool) -> dict:
     workers = Workers(redis.url, home)
-    for name in ("r1", "r2"):
+    names = [f"r{int(whole_worker)}-{i}" for i in (1, 2)]  # fresh names: RQ keeps a killed worker's a while
+    for name in names:
         workers.start(name)
-    workers.wait_ready(redis.client, ["r1", "r2"])
+    workers.wait_ready(redis.client, names)
     service = JobService(Path(tempfile.mkdtemp()) / "jobs", executor=FarmExecutor(redis.url))
     job_id = service.submit(JobRequest(script=script(99, 12), planner="none")).id
     wait(service, [job_id], until=lambda i: i.done >= 2)
