@@ -23,6 +23,8 @@ for name in requirements "${@/#/requirements-}"; do
 done
 pip install --quiet --disable-pip-version-check --no-deps "${nodeps[@]}"
 pip install --quiet --disable-pip-version-check --no-deps -e .
+# One-off conversions now, not on the first Generate (issue 16); a failure here only costs that click.
+"$VENV/bin/python" -m vibevoice.warmup || echo "note: warm-up failed; the first render will convert the voices" >&2
 # The page tests drive Debian's Chromium (Playwright never downloads a browser here); the farm tests
 # start Debian's redis-server on a loopback port.
 debs=()

@@ -131,9 +131,86 @@ def test_missing_model_directory_is_explained(page):
 def test_director_plan_is_shown_before_rendering(page):
     page.locator("#vv-script textarea").fill("[A] (laughs) That is the funniest thing I have heard all week!\n"
                                              "[B] Is it, though?\n")
-    page.get_by_text("Delivery plan (the director)").click()
     page.locator("#vv-direct").click()
-    page.wait_for_function("document.querySelector('#vv-plan')?.textContent.includes('amused')", timeout=60_000)
-    text = page.locator("#vv-plan").text_content()
-    assert "question" not in text or "Is it, though?" in text
+    page.wait_for_function("document.querySelector('#vv-transcript')?.textContent.includes('amused')",
+                           timeout=60_000)
+    text = page.locator("#vv-transcript").text_content()
     assert "Is it, though?" in text and "funniest" in text
+
+
+def _transcript_cell(page, line: int, column: str):
+    """The cell of ``column`` in transcript row ``line`` (1-based), by the header's position."""
+    headers = [h.get_attribute("title") for h in page.locator("#vv-transcript th[role=columnheader]").all()]
+    row = page.locator(f"#vv-transcript [role=row][data-index='{line - 1}']")
+    return row.locator("[role=gridcell]").nth(headers.index(column))
+
+
+def test_the_transcript_times_hears_auditions_and_rerenders_one_line(page, server):
+    import json
+    import time
+
+    page.locator("#vv-script textarea").fill(SCRIPT)
+    page.wait_for_function("document.querySelector('#vv-speaker-1 :is(input, textarea)')?.value === 'Ben'",
+                           timeout=30_000)
+    page.locator("#vv-generate").click()
+    page.wait_for_selector("#vv-audio[data-final='1']", state="attached", timeout=180_000)
+    job_id = page.locator("#vv-progress").get_attribute("data-job")
+    # Each line gets its time in the finished audio, and rows are coloured by speaker.
+    page.wait_for_function("(() => { const t = document.querySelector('#vv-transcript [role=row][data-index=\"1\"]');"
+                           " return t && t.textContent.includes('–'); })()", timeout=60_000)
+    assert "–" in _transcript_cell(page, 2, "time").inner_text()
+    assert "solid" in _transcript_cell(page, 1, "line").evaluate("cell => cell.parentElement.style.borderLeft")
+    # Choose line 2 with the keyboard-reachable table, hear it in place: the player highlights that line.
+    _transcript_cell(page, 2, "text").click()
+    page.locator("#vv-line-note").get_by_text("Line 2").wait_for(timeout=30_000)
+    page.locator("#vv-hear").click()
+    page.wait_for_function("document.querySelector('#vv-transcript [role=row][data-index=\"1\"]')"
+                           "?.getAttribute('aria-current') === 'true'", timeout=30_000)
+    # Change its pace, audition the change alone, then re-render only that line.
+    before = {c["line_index"]: c["key"] for c in _manifest(server, job_id)["chunks"]}
+    cell = _transcript_cell(page, 2, "pace")
+    cell.dblclick()
+    page.keyboard.press("Control+A")
+    page.keyboard.type("0.8")
+    page.keyboard.press("Enter")
+    page.locator("#vv-audition").click()
+    page.locator("#vv-audition-audio a[download]").wait_for(state="attached", timeout=60_000)
+    assert {c["line_index"]: c["key"] for c in _manifest(server, job_id)["chunks"]} == before, "audition saved"
+    page.locator("#vv-rerender").click()
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:  # the line's new chunk is rendered and the job exported again
+        manifest = _manifest(server, job_id)
+        if manifest["status"] == "done" and manifest["chunks"][1]["key"] != before[1]:
+            break
+        time.sleep(0.3)
+    after = {c["line_index"]: c["key"] for c in _manifest(server, job_id)["chunks"]}
+    assert after[0] == before[0] and after[1] != before[1]
+    assert json.dumps(_manifest(server, job_id)["plan"]["lines"][1]["rate"]) == "0.8"
+    _snapshot(page, "page-transcript.png")
+
+
+def _manifest(server, job_id: str) -> dict:
+    import json
+
+    return json.loads((server.home / "jobs" / job_id / "job.json").read_text())
+
+
+def test_qwen3_engine_and_a_designed_voice(page):
+    page.locator("#vv-script textarea").fill(SCRIPT)
+    page.wait_for_function("document.querySelector('#vv-speaker-1 :is(input, textarea)')?.value === 'Ben'",
+                           timeout=30_000)
+    page.get_by_text("Engine and settings").click()
+    page.get_by_label("Qwen3-TTS (local checkpoint)").check()
+    # Under Qwen3-TTS the speakers get its named voices, and the estimate asks for its checkpoint.
+    page.wait_for_function("document.querySelector('#vv-voice-0 input')?.value.includes('Qwen3-TTS')",
+                           timeout=30_000)
+    page.locator("#vv-estimate").get_by_text("Qwen3-TTS checkpoint directory").wait_for(timeout=30_000)
+    assert page.locator("#vv-temperature").is_visible() and page.locator("#vv-top-k").is_visible()
+    page.get_by_text("Design a voice (Qwen3-TTS VoiceDesign)").click()
+    page.locator("#vv-design-name textarea").fill("Night Host")
+    page.locator("#vv-design-description textarea").fill("A calm, low male voice in his fifties, slightly husky")
+    page.locator("#vv-design").click()
+    page.locator("#vv-design-note").get_by_text("design-night-host").wait_for(timeout=30_000)
+    _choose_voice(page, 1, "Night Host")  # the new voice is in the speakers' lists
+    assert page.locator("#vv-voice-1 input").input_value() == "Night Host"
+    _snapshot(page, "page-qwen3-designed-voice.png")

@@ -15,23 +15,29 @@ from typing import Any
 
 import gradio as gr
 from gradio.utils import get_upload_folder
+from pydantic import ValidationError
 
-from vibevoice import delivery, paths
+from ui import transcript
+from ui.status import status_html
+from vibevoice import paths
 from vibevoice.audio import SAMPLE_RATE, clock
 from vibevoice.cloning import clone_voice
 from vibevoice.content_filter import check as check_content
 from vibevoice.content_filter import default_mode as default_filter_mode
 from vibevoice.engines import get_engine
-from vibevoice.errors import BadInput, VibeVoiceError
+from vibevoice.errors import BadInput, VibeVoiceError, field_problems
+from vibevoice.estimate import planner_name
+from vibevoice.estimate import render_seconds as estimate_seconds
 from vibevoice.job.model import ACTIVE, RenderSettings
-from vibevoice.job.service import JobInfo, JobRequest, JobService
-from vibevoice.plan import load_plan
+from vibevoice.job.service import JobRequest, JobService
 from vibevoice.script import ScriptError, parse_script
-from vibevoice.voices import assign_voices, load_templates
+from vibevoice.voices import assign_voices, design_voice, load_templates
 
 MAX_SPEAKERS = 4
 EXAMPLES = {p.stem: p for p in sorted((paths.PRESETS_DIR / "scripts").glob("*.txt"))}
-ENGINES = {"Embedded (Kokoro, offline)": "voices", "VibeVoice (local checkpoint)": "vibevoice"}
+ENGINES = {"Embedded (Kokoro, offline)": "voices", "VibeVoice (local checkpoint)": "vibevoice",
+           "Qwen3-TTS (local checkpoint)": "qwen3"}
+CLONING_ENGINES = ("vibevoice", "qwen3")  # engines that speak a consented reference clip (Qwen3-TTS: Base)
 FILTER_MODES = {"Block severe lines, flag the rest": "block", "Flag only": "flag", "Off": "off"}
 NOTICES = {"Automatic (at the start when a voice is cloned)": "auto", "At the start": "start", "At the end": "end",
            "Off": "off"}
@@ -72,18 +78,28 @@ class JobForm:
     qa: bool
     table: Any
     rows: list[SpeakerRow]
+    # Appended after the speaker rows (and optional), so ``/start_job`` callers written before them still fit.
+    temperature: float = 0.9
+    top_p: float = 1.0
+    top_k: float = 50
+    repetition_penalty: float = 1.05
 
     @classmethod
     def from_values(cls, values) -> "JobForm":
-        named = len(fields(cls)) - 1
-        return cls(*values[:named], rows=SpeakerRow.many(values[named:]))
+        names = [f.name for f in fields(cls)]
+        named = names.index("rows")
+        width = len(fields(SpeakerRow)) * MAX_SPEAKERS
+        tail = dict(zip(names[named + 1:], values[named + width:]))
+        return cls(*values[:named], rows=SpeakerRow.many(values[named:named + width]),
+                   **{k: v for k, v in tail.items() if v is not None})
 
     def settings(self) -> RenderSettings:
         return RenderSettings(speed=self.speed, seed=int(self.seed or 0), turn_gap=self.turn_gap, cfg_scale=self.cfg,
                               diffusion_steps=int(self.steps), engine=ENGINES.get(self.engine_label, "voices"),
                               model_dir=(self.model_dir or "").strip() or None,
                               content_filter=FILTER_MODES[self.content], disclosure=NOTICES[self.notice],
-                              qa=bool(self.qa))
+                              qa=bool(self.qa), temperature=float(self.temperature), top_p=float(self.top_p),
+                              top_k=int(self.top_k), repetition_penalty=float(self.repetition_penalty))
 
 
 def load_example(name: str | None) -> str:
@@ -108,24 +124,55 @@ def validate(text: str, engine_label: str, model_dir: str, remembered: dict | No
                           for p in error.problems)
         more = f"\n- … and {error.total - len(error.problems)} more" if error.total > len(error.problems) else ""
         return f"⚠️ The script has {error.total} problem(s):\n{items}{more}", "", *hidden
-    templates = load_templates()
+    engine = ENGINES.get(engine_label, "voices")
+    templates = engine_templates(engine)
     kept = {s: v for s, v in ((remembered or {}).get(cast_key(script.speakers)) or {}).items()
             if s in script.speakers and v in templates}
-    voices = assign_voices(script.speakers, script.speaker_languages(), kept, templates)
+    voices = assign_voices(script.speakers, script.speaker_languages(), kept, templates,
+                           {"qwen3"} if engine == "qwen3" else None)
+    choices = voice_choices(engine)
     updates = []
     for n in range(MAX_SPEAKERS):
         if n < len(script.speakers):
             speaker = script.speakers[n]
-            updates += [gr.update(visible=True), gr.update(value=speaker), gr.update(value=voices[speaker].id)]
+            updates += [gr.update(visible=True), gr.update(value=speaker),
+                        gr.update(choices=choices, value=voices[speaker].id)]
         else:
-            updates += [gr.update(visible=False), gr.update(value=""), gr.update()]
-    return content_report(script, FILTER_MODES.get(content, "block")), \
-        estimate(script, voices, ENGINES.get(engine_label, "voices"), model_dir), *updates
+            updates += [gr.update(visible=False), gr.update(value=""), gr.update(choices=choices)]
+    return content_report(script, FILTER_MODES.get(content, "block")), estimate(script, voices, engine, model_dir), \
+        *updates
+
+
+def engine_templates(engine: str) -> dict:
+    """The voices a job on ``engine`` can speak: Qwen3-TTS's own (named, designed) and cloned ones under
+    Qwen3-TTS; every other voice under the other engines (Qwen3-TTS voices need its checkpoint)."""
+    templates = load_templates()
+    if engine == "qwen3":
+        return {k: t for k, t in templates.items() if t.engine == "qwen3" or t.spec.kind == "clone"}
+    return {k: t for k, t in templates.items() if t.engine != "qwen3"}
+
+
+def voice_choices(engine: str) -> list[tuple[str, str]]:
+    return [(t.name, t.id) for t in engine_templates(engine).values()]
+
+
+def create_designed_voice(name: str, description: str):
+    """A designed voice (Qwen3-TTS VoiceDesign) from the page: saved as a template, added to every voice list,
+    and the engine switched to Qwen3-TTS (the only one that speaks it)."""
+    try:
+        template = design_voice((name or "").strip(), (description or "").strip())
+    except (VibeVoiceError, ValueError) as error:  # ValueError: the template's own validation
+        raise gr.Error(html.escape(str(error)).replace("\n", "<br>"), title="Cannot design the voice") from None
+    choices = voice_choices("qwen3")
+    note = (f"Saved designed voice **{html.escape(template.name)}** (`{template.id}`); pick it for a speaker and "
+            "render with a Qwen3-TTS VoiceDesign checkpoint.")
+    qwen3 = next(label for label, engine in ENGINES.items() if engine == "qwen3")  # designed voices are its own
+    return note, qwen3, *[gr.update(choices=choices)] * MAX_SPEAKERS
 
 
 def cloning_visible(count: int):
     """The handler that shows the consent box and clip uploads only under a cloning engine."""
-    return lambda label: [gr.update(visible=ENGINES[label] == "vibevoice")] * count
+    return lambda label: [gr.update(visible=ENGINES[label] in CLONING_ENGINES)] * count
 
 
 def filter_label() -> str:
@@ -168,9 +215,11 @@ def active_job(service: JobService) -> str:
 def estimate(script, voices, engine: str, model_dir: str) -> str:
     seconds = script.estimated_seconds()
     head = f"{len(script.speakers)} speaker(s), {len(script.lines)} lines, about **{clock(seconds)}** of audio"
+    if engine == "qwen3":
+        return f"{head}. {qwen3_estimate(script, model_dir)}"
     if engine != "vibevoice":
-        rtf = max(get_engine(v.engine).capabilities.typical_rtf for v in voices.values())
-        return f"{head}; rendering takes about {clock(seconds * rtf)} here."
+        took = estimate_seconds(script, voices, planner_name())  # warm or cold: as this server is now
+        return f"{head}; rendering and export take about {clock(took)} here."
     if not model_dir.strip():
         return f"{head}. Enter the VibeVoice model directory to see the memory and time estimate."
     from vibevoice.engines.vibevoice.preflight import preflight  # torch: only once someone picks VibeVoice
@@ -183,12 +232,32 @@ def estimate(script, voices, engine: str, model_dir: str) -> str:
     return f"{head}. Preflight: {html.escape(report.summary)}"
 
 
+def qwen3_estimate(script, model_dir: str) -> str:
+    """The Qwen3-TTS preflight (memory and time from the checkpoint's shapes; nothing is loaded)."""
+    from vibevoice.engines.qwen3 import configuration, preflight
+
+    folder = (model_dir or "").strip() or configuration.default_model_dir()
+    if not folder:
+        return "Enter the Qwen3-TTS checkpoint directory to see the memory and time estimate."
+    try:
+        paths.check_model_dir(folder)
+        checkpoint = configuration.inspect_checkpoint(folder)
+        est = preflight.estimate(checkpoint, [(line.text, line.language) for line in script.lines], "torch.float32",
+                                 4, 1.3)
+    except VibeVoiceError as error:  # a checkpoint problem is shown, not raised
+        return f"⚠️ {html.escape(str(error))}"
+    return f"Preflight ({checkpoint.size} {checkpoint.variant}, CPU): {html.escape(preflight.describe(est))}"
+
+
 def preview_voice(voice_id: str | None):
     if not voice_id:
         raise gr.Error("Pick a voice first.")
     template = load_templates()[voice_id]
     if template.engine == "vibevoice":
         raise gr.Error("Cloned voices are heard in a VibeVoice render; there is no quick preview.")
+    if template.engine == "qwen3":
+        raise gr.Error("Qwen3-TTS voices are heard in a Qwen3-TTS render (it needs the checkpoint); there is no "
+                       "quick preview.")
     text = "你好！很高兴认识你，我们开始吧。" if template.languages == ["zh"] else "Hi! This is how I sound. Shall we begin?"
     return SAMPLE_RATE, get_engine(template.engine).speak(text, template)
 
@@ -217,40 +286,10 @@ def page_actor(request: gr.Request | None) -> str:
     return f"page:{host or 'unknown'}"
 
 
-PLAN_COLUMNS = ["line", "speaker", "text", "emotion", "intensity", "rate", "pause before", "pause after", "note"]
-
-
 def direct_plan(text: str, planner: str, *rows):
-    """The director's plan as an editable table (``rows``: ``SpeakerRow`` values, for the emotion hints)."""
-    try:
-        script = parse_script(text)
-    except ScriptError as error:
-        raise gr.Error(html.escape(str(error)).replace("\n", "<br>"), title="Fix the script first") from None
+    """The director's plan as the transcript (``rows``: ``SpeakerRow`` values, for the emotion hints)."""
     hints = {row.speaker: row.hint for row in SpeakerRow.many(rows) if row.speaker and row.hint}
-    plan = delivery.direct(script, planner if planner != "none" else "rules", hints)
-    table = [[p.line_index + 1, script.lines[p.line_index].speaker, script.lines[p.line_index].text, p.emotion,
-              p.intensity, p.rate, p.pause_before, p.pause_after, p.note] for p in plan.lines]
-    fell_back = f" ({len(plan.fallbacks)} line(s) fell back to rules)" if plan.fallbacks else ""
-    return table, f"Planned by **{plan.planner}**{fell_back}. Edit emotion, rate or pauses, then Generate."
-
-
-def table_plan(table, script):
-    """The edited table back into a validated plan; None when it does not belong to this script."""
-    rows = table.values.tolist() if hasattr(table, "values") else (table or [])
-    rows = [r for r in rows if r and str(r[0]).strip() not in ("", "None", "nan")]
-    if len(rows) != len(script.lines) or any(r[2] != line.text for r, line in zip(rows, script.lines)):
-        return None  # planned for another version of the script: let the director plan again
-    lines = [{"line_index": int(r[0]) - 1, "emotion": r[3], "intensity": float(r[4]), "rate": float(r[5]),
-              "pause_before": _number(r[6]), "pause_after": _number(r[7]), "note": r[8] or ""} for r in rows]
-    return load_plan({"planner": "user", "lines": lines}, script)
-
-
-def _number(value):
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if number != number else number  # NaN from an emptied cell
+    return transcript.direct(text, planner, hints)
 
 
 def start_job(service: JobService, request: gr.Request, form: JobForm):
@@ -261,11 +300,13 @@ def start_job(service: JobService, request: gr.Request, form: JobForm):
             voices[row.speaker] = clone_template(row.speaker, row.clip, form.consent, actor) or row.voice
             hints[row.speaker] = (row.hint or "").strip()
     try:
-        plan = table_plan(form.table, parse_script(form.text)) if form.table is not None else None
+        plan = transcript.plan_from(form.table, parse_script(form.text)) if form.table is not None else None
         info = service.submit(JobRequest(script=form.text, voices={s: v for s, v in voices.items() if v},
                                          settings=form.settings(), plan=plan, planner=form.planner,
                                          speaker_hints={s: x for s, x in hints.items() if x}), actor=actor)
-    except (VibeVoiceError, ValueError) as error:  # ValueError: the settings' own validation
+    except ValidationError as error:  # the settings' own checks: name the field, not pydantic's internals
+        raise gr.Error(html.escape(field_problems(error.errors())[1]), title="Cannot start") from None
+    except VibeVoiceError as error:
         raise gr.Error(html.escape(str(error)).replace("\n", "<br>"), title="Cannot start") from None
     return info.id, status_html(info)
 
@@ -273,16 +314,6 @@ def start_job(service: JobService, request: gr.Request, form: JobForm):
 def resume_job(service: JobService, job_id: str):
     try:
         info = service.resume(job_id.strip())
-    except VibeVoiceError as error:
-        raise gr.Error(str(error)) from None
-    return info.id, status_html(info)
-
-
-def rerender_line(service: JobService, job_id: str, line: float, rate: float):
-    if not job_id:
-        raise gr.Error("Generate or open a job first.")
-    try:
-        info = service.rerender_line(job_id, int(line) - 1, rate=rate)
     except VibeVoiceError as error:
         raise gr.Error(str(error)) from None
     return info.id, status_html(info)
@@ -310,17 +341,19 @@ def list_jobs(service: JobService):
     return [[j.id, j.title, j.status, f"{j.done}/{j.total}", j.created] for j in service.list()]
 
 
-def status_html(info: JobInfo) -> str:
-    percent = 100 * info.done / max(1, info.total)
-    eta = f" · ETA {clock(info.eta_seconds)}" if info.eta_seconds is not None else ""
-    line = f" · line {info.current_line + 1}" if info.current_line is not None else ""
-    message = f"<div class='vv-message'>{html.escape(info.message)}</div>" if info.message else ""
-    message += "".join(f"<div class='vv-note'>{html.escape(note)}</div>" for note in info.notes)
-    return (f"<div id='vv-progress' data-status='{info.status}' data-job='{info.id}'>"
-            f"<progress max='100' value='{percent:.0f}' style='width:100%'></progress>"
-            f"<div>{info.status} · {info.done}/{info.total} chunks · {info.audio_seconds:.1f} s of audio{eta}{line}"
-            f" · job <code>{info.id}</code></div>{message}</div>")
-
-
 def default_model_dir() -> str:
     return os.environ.get("VIBEVOICE_MODEL_DIR", "")
+
+
+def engine_model_dir(label: str, current: str) -> str:
+    """The shared model-directory field follows the engine: its configured checkpoint, unless one was typed."""
+    defaults = {"vibevoice": default_model_dir(), "qwen3": _qwen3_default()}
+    if (current or "").strip() and current.strip() not in defaults.values():
+        return gr.skip()
+    return defaults.get(ENGINES.get(label, "voices"), current or "")
+
+
+def _qwen3_default() -> str:
+    from vibevoice.engines.qwen3.configuration import default_model_dir as qwen3_dir
+
+    return qwen3_dir() or ""

@@ -13,7 +13,7 @@ from vibevoice.api import create_api  # noqa: E402
 from vibevoice.api.guard import MAX_CLIP_BYTES, Guard, Policy  # noqa: E402
 from vibevoice.job.service import JobService  # noqa: E402
 
-from .page import PLAYER_JS, build_page  # noqa: E402
+from .page import PAGE_JS, build_page  # noqa: E402
 
 # System fonts only: the default theme would ask a web font service, which an offline machine lacks.
 THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
@@ -28,7 +28,7 @@ def create_app(workers: int = 1, policy: Policy | None = None, service: JobServi
     service = service or JobService(workers=workers)
     api = create_api(service)
     page = build_page(service)
-    app = gr.mount_gradio_app(api, page, path="/", js=PLAYER_JS, footer_links=["api"], theme=THEME,
+    app = gr.mount_gradio_app(api, page, path="/", js=PAGE_JS, footer_links=["api"], theme=THEME,
                               allowed_paths=[str(service.root)], max_file_size=MAX_CLIP_BYTES)
     # Mounted (not launched), Gradio skips its check that a file path sent by a client is one it
     # received as an upload; marking the page as launched turns that check on (see ui/handlers too).
@@ -46,6 +46,10 @@ def serve(host: str, port: int, service: JobService | None = None, workers: int 
     print(f"VibeVoice WebUI on http://{shown}:{port}{login}  (API docs: /docs){note}", flush=True)
     if policy.token and not os.environ.get("VIBEVOICE_TOKEN"):
         print(f"Access token (API: Authorization: Bearer …; page: log in): {policy.token}", flush=True)
+    if service is None:  # jobs render here: the first Generate should find the voices loaded (issue 16)
+        from vibevoice import warmup
+
+        warmup.in_background(lambda line: print(line, flush=True))
     trusted = os.environ.get("VIBEVOICE_TRUSTED_PROXIES", "")
     uvicorn.run(create_app(workers, policy, service), host=host, port=port, log_level="warning",
                 proxy_headers=bool(trusted), forwarded_allow_ips=trusted or None)

@@ -51,13 +51,16 @@ def direct(script: Script, planner: str, speaker_hints: dict[str, str] | None = 
     """Ask the director for a plan; a speaker's emotion hint from the page joins each of their lines' hints."""
     if planner == NO_PLANNER:
         return None
-    from .plan import make_plan  # the planners load language models: only when a plan is asked for
+    from .plan import make_plan, release_models  # the planners load language models: only when asked for
 
     if speaker_hints:
         lines = [line.model_copy(update={"hints": [*line.hints, speaker_hints[line.speaker]]})
                  if speaker_hints.get(line.speaker) else line for line in script.lines]
         script = script.model_copy(update={"lines": lines})
-    return make_plan(script, planner, progress=progress)
+    try:
+        return make_plan(script, planner, progress=progress)
+    finally:
+        release_models()
 
 
 def line_delivery(voice: VoiceTemplate, job_speed: float, plan: LinePlan | None) -> LineDelivery:

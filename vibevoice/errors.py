@@ -12,6 +12,23 @@ the built-in kinds keep working.
 
 from __future__ import annotations
 
+MAX_FIELD_PROBLEMS = 20  # a reply names this many invalid fields at most
+
+
+def field_problems(errors: list[dict]) -> tuple[list[dict], str]:
+    """Pydantic's validation errors as ``[{"field", "problem"}]`` plus one readable sentence: the field
+    and what was expected, never the value sent (it may be megabytes) nor a link to pydantic's docs."""
+    problems = []
+    for item in errors[:MAX_FIELD_PROBLEMS]:
+        loc, message = list(item.get("loc", ())), str(item.get("msg", "invalid"))[:200]
+        if item.get("type") == "json_invalid":  # the location is a character offset, not a field
+            loc, message = [], f"not valid JSON at character {loc[-1] if loc else '?'}"
+        where = ".".join(str(part) for part in loc if part != "body") or "body"
+        problems.append({"field": where[:120], "problem": message})
+    more = len(errors) - len(problems)
+    sentence = "; ".join(f"{p['field']}: {p['problem']}" for p in problems) + (f"; and {more} more" if more > 0 else "")
+    return problems, sentence
+
 
 class VibeVoiceError(Exception):
     """Something the project detected and can explain; the message is meant for the user."""

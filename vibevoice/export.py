@@ -6,25 +6,34 @@ Each chunk fades in and out over a few milliseconds so no join can click. Loudne
 podcast convention (−16 LUFS integrated, true peak ≤ −1 dBTP, EBU R128 / ITU-R BS.1770 via
 pyloudnorm); a gentle look-ahead limiter catches the few peaks the gain would push over the ceiling.
 Every cue in the subtitles is one script line, timed from where its audio was placed.
+
+``export_job`` streams: the timeline is read range by range from the chunk files (``Timeline``), marked
+(``watermark.Marker``), measured (``loudness.LoudnessMeter``, block-wise BS.1770), limited and encoded
+``BLOCK`` samples at a time, so its memory does not grow with the programme's length. Each of the
+normalisation's rounds is one pass over the timeline; the last pass writes every file at once.
+``assemble`` is the same programme in memory (for QA on short jobs, and as the tests' reference).
 """
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import lameenc
 import numpy as np
+import soundfile as sf
 import soxr
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
 from . import audit, delivery, disclosure, provenance, watermark
-from .atomic import write_bytes_atomic
-from .audio import SAMPLE_RATE, fade, pcm16, wav_bytes
+from .atomic import open_atomic, write_bytes_atomic
+from .audio import FADE_SECONDS, SAMPLE_RATE, fade, pcm16, wav_bytes
 from .audio import samples as _samples
 from .errors import RenderFailed
 from .job.model import ChunkRecord
 from .job.runner import Job
+from .loudness import LoudnessMeter, integrated_loudness
 from .provenance import Provenance
 
 TARGET_LUFS = -16.0
@@ -32,6 +41,8 @@ TRUE_PEAK_DBTP = -1.0
 LEAD_IN, TAIL = 0.3, 0.6  # seconds of room tone before the first and after the last line
 SPLIT_GAP = 0.2  # between the pieces of one long line
 CUE_AIR = 0.05  # seconds kept around the first and last recognised word of a cue
+BLOCK = int(watermark.BLOCK_SECONDS * SAMPLE_RATE)  # samples per streamed block (30 s, 2.9 MB as float32)
+LIMITER_REACH = 1200  # samples a limiter round looks either side (10 ms min + 10 ms mean + the resampler)
 
 
 @dataclass
@@ -108,19 +119,17 @@ def gap_before(chunk: ChunkRecord, previous: ChunkRecord | None, lines, settings
 
 
 def assemble(job: Job, stems: bool = False) -> Programme:
-    """Lay the job's finished chunks on one timeline and normalise the loudness."""
+    """The whole programme in memory: the finished chunks on one timeline, marked and normalised.
+
+    ``export_job`` writes the same programme without holding it (``stream_programme``)."""
     if job.pending:
         raise RenderFailed(f"{len(job.pending)} chunk(s) are not rendered yet; resume the job first")
     placed, total = layout(job)
     mix = np.zeros(total, np.float32)
     tracks = {s: np.zeros(total, np.float32) for s in job.script.speakers} if stems else {}
-    cues: dict[int, Cue] = {}
-    last = placed[-1][1] + placed[-1][0].samples if placed else _samples(LEAD_IN)
-    notice = spoken_notice(job, end=last)
+    notice = _notice(job, placed)
     if notice:
         mix[notice.start:notice.start + notice.audio.size] += fade(notice.audio)
-        cues[-1] = Cue(-1, "Notice", notice.text, notice.start / SAMPLE_RATE,
-                       (notice.start + notice.audio.size) / SAMPLE_RATE)
     for chunk, start in placed:
         audio = fade(job.chunk_audio(chunk))
         mix[start:start + audio.size] += audio
@@ -128,11 +137,6 @@ def assemble(job: Job, stems: bool = False) -> Programme:
         if stems:
             for line_index, begin, end in chunk.spans or [(chunk.line_index, 0, audio.size)]:
                 tracks[job.script.lines[line_index].speaker][start + begin:start + end] += audio[begin:end]
-        for line_index, begin, end in chunk.spans or [(chunk.line_index, *speech_bounds(chunk, audio.size))]:
-            line = job.script.lines[line_index]
-            cue = cues.setdefault(line.index, Cue(line.index, line.speaker, line.text,
-                                                  (start + begin) / SAMPLE_RATE, 0))
-            cue.end = (start + end) / SAMPLE_RATE
     if job.manifest.settings.watermark:
         # The mark is a fixed linear filter, so marking each stem keeps "stems sum to the mix" exact.
         mix = watermark.embed(mix)
@@ -140,7 +144,27 @@ def assemble(job: Job, stems: bool = False) -> Programme:
     gain = normalise(mix)
     for track in tracks.values():
         track *= gain
-    return Programme(mix * gain, sorted(cues.values(), key=lambda c: c.start), tracks)
+    return Programme(mix * gain, programme_cues(job, placed, notice), tracks)
+
+
+def _notice(job: Job, placed: list[tuple[ChunkRecord, int]]) -> Notice | None:
+    last = placed[-1][1] + placed[-1][0].samples if placed else _samples(LEAD_IN)
+    return spoken_notice(job, end=last)
+
+
+def programme_cues(job: Job, placed: list[tuple[ChunkRecord, int]], notice: Notice | None) -> list[Cue]:
+    """One cue per script line (and the spoken notice), timed from where its audio lies; no audio read."""
+    cues: dict[int, Cue] = {}
+    if notice:
+        cues[-1] = Cue(-1, "Notice", notice.text, notice.start / SAMPLE_RATE,
+                       (notice.start + notice.audio.size) / SAMPLE_RATE)
+    for chunk, start in placed:
+        for line_index, begin, end in chunk.spans or [(chunk.line_index, *speech_bounds(chunk, chunk.samples))]:
+            line = job.script.lines[line_index]
+            cue = cues.setdefault(line.index, Cue(line.index, line.speaker, line.text,
+                                                  (start + begin) / SAMPLE_RATE, 0))
+            cue.end = (start + end) / SAMPLE_RATE
+    return sorted(cues.values(), key=lambda c: c.start)
 
 
 def speech_bounds(chunk: ChunkRecord, size: int) -> tuple[int, int]:
@@ -157,9 +181,10 @@ def loudness_gain(audio: np.ndarray, target: float = TARGET_LUFS) -> float:
     """Linear gain that brings the integrated loudness to ``target`` LUFS (1.0 for silence)."""
     if audio.size < SAMPLE_RATE // 2 or not np.any(audio):
         return 1.0
-    import pyloudnorm  # imported on use: it pulls in scipy.signal, two seconds the CLI's other commands skip
+    return _gain_to(integrated_loudness(audio, SAMPLE_RATE), target)
 
-    loudness = pyloudnorm.Meter(SAMPLE_RATE).integrated_loudness(audio.astype(np.float64))
+
+def _gain_to(loudness: float, target: float = TARGET_LUFS) -> float:
     return 1.0 if not np.isfinite(loudness) else float(10 ** ((target - loudness) / 20))
 
 
@@ -203,27 +228,127 @@ def export_job(job: Job, out: Path, stems: bool = False, mp3_kbps: int = 96) -> 
 
     ``out`` names the main file; its suffix picks which format the user asked for, but all are always
     written since the expensive part, rendering, is done. Every audio file carries provenance tags.
+    The audio is streamed (``stream_programme``): memory stays flat however long the programme.
     """
-    programme = assemble(job, stems=stems)
+    if job.pending:
+        raise RenderFailed(f"{len(job.pending)} chunk(s) are not rendered yet; resume the job first")
     base = Path(out).with_suffix("")
     title = f"{base.name} ({job.manifest.job_id})"
     stamp = job_provenance(job)
-    outputs = {
-        "wav": write_wav(programme.audio, base.with_suffix(".wav"), stamp, title),
-        "mp3": write_mp3(programme.audio, base.with_suffix(".mp3"), stamp, title, mp3_kbps),
-        "flac": write_flac(programme.audio, base.with_suffix(".flac"), stamp, title),
-        "srt": write_text(base.with_suffix(".srt"), to_srt(programme.cues)),
-        "vtt": write_text(base.with_suffix(".vtt"), to_vtt(programme.cues)),
-    }
-    for speaker, name in stem_names(list(programme.stems)).items():
-        outputs[f"stem:{speaker}"] = write_wav(programme.stems[speaker], base.parent / f"{base.name}.{name}.wav",
-                                               stamp, f"{title} — {speaker}")
-    job.manifest.outputs = outputs
+    timeline = Timeline(job)
+    paths = {"wav": base.with_suffix(".wav"), "mp3": base.with_suffix(".mp3"), "flac": base.with_suffix(".flac")}
+    speakers = stem_names(job.script.speakers) if stems else {}
+    paths |= {f"stem:{speaker}": base.parent / f"{base.name}.{name}.wav" for speaker, name in speakers.items()}
+    with ExitStack() as files:
+        sinks = {kind: _sink(kind, files.enter_context(open_atomic(path)), timeline.total, stamp,
+                             f"{title} — {kind[5:]}" if kind.startswith("stem:") else title, mp3_kbps)
+                 for kind, path in paths.items()}
+        stream_programme(timeline, sinks, list(speakers), job.manifest.settings.watermark)
+    outputs = {kind: str(path) for kind, path in paths.items()}
+    cues = programme_cues(job, timeline.placed, timeline.notice)
+    outputs |= {"srt": write_text(base.with_suffix(".srt"), to_srt(cues)),
+                "vtt": write_text(base.with_suffix(".vtt"), to_vtt(cues))}
+    job.manifest.outputs = {k: outputs[k] for k in ("wav", "mp3", "flac", "srt", "vtt", *paths) if k in outputs}
     job.manifest.status, job.manifest.message = "done", None
     job.save()
-    audit.record("job.exported", job_id=job.manifest.job_id, seconds=round(programme.audio.size / SAMPLE_RATE, 2),
+    audit.record("job.exported", job_id=job.manifest.job_id, seconds=round(timeline.total / SAMPLE_RATE, 2),
                  outputs=sorted(outputs), provenance=stamp.model_dump())
-    return outputs
+    return job.manifest.outputs
+
+
+class Timeline:
+    """The programme before the mark and the gain, read range by range from the chunk files: the mix
+    (``read``), or one speaker's stem; zeros outside the programme. Holds no audio of its own."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.placed, self.total = layout(job)
+        self.notice = _notice(job, self.placed)
+        self._starts = np.array([start for _, start in self.placed], np.int64)
+        self._ends = self._starts + np.array([c.samples for c, _ in self.placed], np.int64)
+
+    def read(self, lo: int, hi: int, speaker: str | None = None) -> np.ndarray:
+        out = np.zeros(hi - lo, np.float32)
+        n = self.notice
+        if n and speaker is None and n.start < hi and n.start + n.audio.size > lo:
+            a, z = max(lo, n.start), min(hi, n.start + n.audio.size)
+            out[a - lo:z - lo] += fade(n.audio)[a - n.start:z - n.start]
+        lines = self.job.script.lines
+        for i in np.flatnonzero((self._starts < hi) & (self._ends > lo)):
+            chunk, start = self.placed[i]
+            spans = chunk.spans or [(chunk.line_index, 0, chunk.samples)] if speaker else [(None, 0, chunk.samples)]
+            for line_index, begin, end in spans:
+                a, z = max(lo, start + begin), min(hi, start + end)
+                if a < z and (speaker is None or lines[line_index].speaker == speaker):
+                    out[a - lo:z - lo] += self._piece(chunk, a - start, z - start)
+        return out
+
+    def _piece(self, chunk: ChunkRecord, a: int, z: int) -> np.ndarray:
+        """Samples ``a:z`` of a chunk, faded as ``fade`` fades the whole chunk."""
+        with sf.SoundFile(self.job.dir / chunk.file) as f:
+            if f.samplerate != SAMPLE_RATE or f.frames != chunk.samples:
+                raise RenderFailed(f"chunk file {chunk.file} is damaged; delete it and resume to re-render it")
+            f.seek(a)
+            piece = f.read(z - a, dtype="float32")
+        n = min(_samples(FADE_SECONDS), chunk.samples // 2)
+        if n and (a < n or z > chunk.samples - n):
+            ramp = (0.5 - 0.5 * np.cos(np.linspace(0, np.pi, n))).astype(np.float32)
+            envelope = np.ones(z - a, np.float32)
+            head = np.arange(a, min(z, n))
+            envelope[head - a] = ramp[head]
+            tail = np.arange(max(a, chunk.samples - n), z)
+            envelope[tail - a] *= ramp[::-1][tail - (chunk.samples - n)]
+            piece = piece * envelope
+        return piece
+
+
+def stream_programme(timeline: Timeline, sinks: dict, speakers: list[str], mark: bool, rounds: int = 3) -> None:
+    """Measure, then write, the programme ``BLOCK`` samples at a time: the same gain as ``normalise``
+    (``rounds`` of loudness gain and true-peak limiting), each round's loudness one pass over the timeline."""
+    def marked(read):
+        return watermark.Marker(read, timeline.total) if mark else read
+
+    mix = marked(timeline.read)
+    steps: list[float] = []
+    for _ in range(rounds):
+        meter = LoudnessMeter(SAMPLE_RATE)
+        for lo in range(0, timeline.total, BLOCK):
+            audio, gain = _block_gain(mix, lo, min(lo + BLOCK, timeline.total), steps)
+            meter.add(audio * gain)
+        short = timeline.total < SAMPLE_RATE // 2
+        steps.append(1.0 if short else _gain_to(meter.integrated()))
+    stems = {s: marked(lambda lo, hi, s=s: timeline.read(lo, hi, s)) for s in speakers}
+    for lo in range(0, timeline.total, BLOCK):
+        hi = min(lo + BLOCK, timeline.total)
+        audio, gain = _block_gain(mix, lo, hi, steps)
+        pcm = pcm16(audio * gain)
+        for kind, sink in sinks.items():
+            if not kind.startswith("stem:"):
+                sink.write(pcm)
+        for speaker, read in stems.items():
+            sinks[f"stem:{speaker}"].write(pcm16(read(lo, hi) * gain))
+    for sink in sinks.values():
+        sink.close()
+
+
+def _block_gain(read, lo: int, hi: int, steps: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    """``read(lo, hi)`` and ``normalise``'s gain over it for the loudness ``steps`` measured so far;
+    each limiter round is run with ``LIMITER_REACH`` of context that is then dropped."""
+    reach = LIMITER_REACH * len(steps)
+    audio = read(lo - reach, hi + reach)
+    total, current = np.ones_like(audio), audio
+    for step in steps:
+        total *= step * true_peak_limiter(current * step)
+        current = audio * total
+    return audio[reach:reach + hi - lo], total[reach:reach + hi - lo]
+
+
+def _sink(kind: str, f, frames: int, stamp: Provenance, title: str, mp3_kbps: int):
+    if kind == "mp3":
+        return Mp3Sink(f, stamp, title, mp3_kbps)
+    if kind == "flac":
+        return FlacSink(f, stamp, title)
+    return WavSink(f, frames, stamp, title)
 
 
 def job_provenance(job: Job) -> Provenance:
@@ -252,6 +377,109 @@ def write_mp3(audio: np.ndarray, path: Path, stamp: Provenance, title: str, kbps
     data = encoder.encode(pcm16(audio).tobytes()) + encoder.flush()
     write_bytes_atomic(path, provenance.tag_mp3(bytes(data), stamp, title))
     return str(path)
+
+
+class WavSink:
+    """16-bit WAV written block by block, byte for byte what ``write_wav`` writes in one piece: the
+    header and tags come from a two-sample file made the same way, with its sizes set for ``frames``."""
+
+    def __init__(self, f, frames: int, stamp: Provenance, title: str) -> None:
+        template = provenance.tag_wav(wav_bytes(np.zeros(2, np.int16), strings=provenance.info_strings(stamp, title)),
+                                      stamp, title)
+        data = _riff_chunk(template, b"data")
+        head, self._tail = bytearray(template[:data + 8]), template[data + 12:]
+        head[4:8] = (len(head) + len(self._tail) + 2 * frames - 8).to_bytes(4, "little")
+        head[data + 4:data + 8] = (2 * frames).to_bytes(4, "little")
+        self.f, self.left = f, frames
+        f.write(bytes(head))
+
+    def write(self, pcm: np.ndarray) -> None:
+        self.left -= pcm.size
+        self.f.write(pcm.astype("<i2").tobytes())
+
+    def close(self) -> None:
+        if self.left:
+            raise RenderFailed(f"the WAV's header promised {self.left} more samples than were written")
+        self.f.write(self._tail)
+
+
+def _riff_chunk(data: bytes, name: bytes) -> int:
+    """Offset of the RIFF chunk ``name`` in a WAV file's bytes."""
+    at = 12
+    while at + 8 <= len(data):
+        if data[at:at + 4] == name:
+            return at
+        at += 8 + int.from_bytes(data[at + 4:at + 8], "little")
+        at += at % 2
+    raise RenderFailed(f"no {name!r} chunk in the WAV template")
+
+
+class Mp3Sink:
+    """MP3 by LAME, encoded block by block behind the same ID3v2 tag ``write_mp3`` prepends."""
+
+    def __init__(self, f, stamp: Provenance, title: str, kbps: int = 96) -> None:
+        self.f, self.encoder = f, mp3_encoder(kbps)
+        f.write(provenance.tag_mp3(b"", stamp, title))
+
+    def write(self, pcm: np.ndarray) -> None:
+        self.f.write(bytes(self.encoder.encode(pcm.astype("<i2").tobytes())))
+
+    def close(self) -> None:
+        self.f.write(bytes(self.encoder.flush()))
+
+
+class FlacSink:
+    """FLAC by libsndfile, block by block, then tagged in place. libsndfile swallows errors raised by
+    the file it writes to, so ``_Reporting`` keeps the first one (a full disk) and ``close`` raises it."""
+
+    def __init__(self, f, stamp: Provenance, title: str) -> None:
+        self.f, self.stamp, self.title = _Reporting(f), stamp, title
+        self.out = sf.SoundFile(self.f, "w", SAMPLE_RATE, 1, "PCM_16", format="FLAC")
+        for key, value in provenance.info_strings(stamp, title).items():
+            setattr(self.out, key, value)
+
+    def write(self, pcm: np.ndarray) -> None:
+        try:
+            self.out.write(pcm)
+        except AssertionError:  # soundfile asserts when libsndfile wrote less than it was given
+            self.f.check()
+            raise RenderFailed("the FLAC encoder wrote less audio than it was given") from None
+        self.f.check()
+
+    def close(self) -> None:
+        try:
+            self.out.close()
+        finally:
+            self.f.check()
+        self.f.raw.seek(0)
+        provenance.tag_flac_file(self.f.raw, self.stamp, self.title)
+
+
+class _Reporting:
+    """A file for libsndfile that remembers the first ``OSError`` its writes raised."""
+
+    def __init__(self, raw) -> None:
+        self.raw, self.error = raw, None
+
+    def write(self, data) -> int:
+        try:
+            return self.raw.write(data)
+        except OSError as error:
+            self.error = self.error or error
+            return 0
+
+    def read(self, n: int = -1) -> bytes:
+        return self.raw.read(n)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.raw.tell()
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
 
 
 def mp3_encoder(kbps: int = 96) -> lameenc.Encoder:

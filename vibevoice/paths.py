@@ -43,13 +43,18 @@ def models_dir() -> Path:
     return _sub("models")
 
 
+CONFIGURED_MODEL_DIRS = ("VIBEVOICE_MODEL_DIR", "VIBEVOICE_QWEN3_MODEL_DIR", "QWEN3_TTS_MODEL_DIR")
+
+
 def allowed_model_dirs() -> list[Path]:
     """The folders a client of the server may name a checkpoint in: ``VIBEVOICE_MODEL_DIRS``
-    (``os.pathsep``-separated; default: the app's models folder), plus ``VIBEVOICE_MODEL_DIR`` itself."""
+    (``os.pathsep``-separated; default: the app's models folder), plus each configured checkpoint itself
+    (``VIBEVOICE_MODEL_DIR``, ``VIBEVOICE_QWEN3_MODEL_DIR``)."""
     listed = [p for p in os.environ.get("VIBEVOICE_MODEL_DIRS", "").split(os.pathsep) if p.strip()]
     folders = [Path(p).expanduser().resolve() for p in listed] or [models_dir().resolve()]
-    if os.environ.get("VIBEVOICE_MODEL_DIR"):
-        folders.append(Path(os.environ["VIBEVOICE_MODEL_DIR"]).expanduser().resolve())
+    for name in CONFIGURED_MODEL_DIRS:  # the operator's own checkpoints are allowed by naming them
+        if os.environ.get(name, "").strip():
+            folders.append(Path(os.environ[name]).expanduser().resolve())
     return folders
 
 

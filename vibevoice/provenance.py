@@ -88,6 +88,18 @@ def tag_flac(data: bytes, provenance: Provenance, title: str) -> bytes:
     return buffer.getvalue()
 
 
+def tag_flac_file(fileobj, provenance: Provenance, title: str) -> None:
+    """``tag_flac`` for a FLAC file open for reading and writing (written in blocks, too long to hold):
+    mutagen edits the metadata in place and moves the audio in small pieces if the tags need room."""
+    flac = FLAC(fileobj)
+    flac["TITLE"] = title
+    flac["COMMENT"] = provenance.summary()
+    for key, value in provenance.fields().items():
+        flac[key] = value
+    fileobj.seek(0)
+    flac.save(fileobj)
+
+
 def read_tags(path) -> dict[str, str]:
     """Provenance-related tags of a WAV, MP3 or FLAC file (empty when it has none)."""
     found: dict[str, str] = {}

@@ -62,11 +62,13 @@ class Consent(BaseModel):
 
 
 class CloneSpec(BaseModel):
-    """A reference clip for cloning engines (VibeVoice); it is unusable without a recorded consent."""
+    """A reference clip for cloning engines (VibeVoice, Qwen3-TTS); it is unusable without a recorded consent."""
 
     kind: Literal["clone"] = "clone"
     clip: str
     consent: Consent | None = None
+    transcript: str = Field(default="", max_length=2000, description="what the clip says; Qwen3-TTS clones "
+                            "closer with it (in-context), from the voice alone without it")
 
     @field_validator("consent", mode="before")
     @classmethod
@@ -77,13 +79,28 @@ class CloneSpec(BaseModel):
         return None if value is False else value
 
 
-Spec = Annotated[Union[KokoroSpec, PiperSpec, CloneSpec], Field(discriminator="kind")]
+class Qwen3SpeakerSpec(BaseModel):
+    """One of the nine named speakers of a Qwen3-TTS CustomVoice checkpoint (Vivian, Ryan, ...)."""
+
+    kind: Literal["qwen3-speaker"] = "qwen3-speaker"
+    speaker: str = Field(pattern=r"^[A-Za-z_]{1,32}$")
+
+
+class DesignSpec(BaseModel):
+    """A designed voice: a description of the voice, spoken by a Qwen3-TTS VoiceDesign checkpoint."""
+
+    kind: Literal["design"] = "design"
+    description: str = Field(min_length=3, max_length=500, description="e.g. 'a calm, low male voice in his "
+                             "fifties, slightly husky'")
+
+
+Spec = Annotated[Union[KokoroSpec, PiperSpec, CloneSpec, Qwen3SpeakerSpec, DesignSpec], Field(discriminator="kind")]
 
 
 class VoiceTemplate(BaseModel):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,47}$")
     name: str = Field(min_length=1, max_length=60)
-    engine: Literal["kokoro", "piper", "vibevoice"]
+    engine: Literal["kokoro", "piper", "vibevoice", "qwen3"]
     languages: list[Language] = Field(min_length=1)
     gender: Literal["female", "male", "neutral"] = "neutral"
     description: str = ""
@@ -148,7 +165,8 @@ def assign_voices(
 
     Defaults follow the order of ``DEFAULT_ORDER`` and skip templates already in use, so a two-person
     dialogue gets a deep male and a bright female rather than two copies of one voice. Requests are
-    matched case-insensitively by speaker name; a request for a speaker the script does not have is an
+    matched case-insensitively by speaker name; ``engines`` limits the defaults (default: every engine
+    but Qwen3-TTS, whose voices need its checkpoint); a request for a speaker the script does not have is an
     error (a typo would otherwise silently fall back to a default voice).
     """
     by_key = {s.casefold(): s for s in speakers}
@@ -160,7 +178,9 @@ def assign_voices(
         if voice_id not in templates:
             raise VoiceError(f"unknown voice {voice_id!r} for speaker {name!r}; run `vibevoice voices` to list them")
         chosen[by_key[name.casefold()]] = templates[voice_id]
-    usable = [t for t in templates.values() if engines is None or t.engine in engines]
+    # Qwen3-TTS voices need its checkpoint: they are defaults only for a job on that engine.
+    usable = [t for t in templates.values() if t.engine in engines] if engines is not None else \
+        [t for t in templates.values() if t.engine != "qwen3"]
     for speaker in speakers:
         if speaker in chosen:
             continue
@@ -184,6 +204,15 @@ def _default_for(language: str, usable: list[VoiceTemplate], taken: set[str]) ->
     if not candidates:
         raise VoiceError(f"no voice template speaks {language!r}")
     return candidates[0]
+
+
+def design_voice(name: str, description: str, languages: tuple[str, ...] = ("en", "zh"),
+                 gender: str = "neutral") -> VoiceTemplate:
+    """Save a designed voice (a description the VoiceDesign model speaks in) as a user template."""
+    template = VoiceTemplate(id=f"design-{slug(name)[:40]}", name=name, engine="qwen3", languages=list(languages),
+                             gender=gender, description=description, spec=DesignSpec(description=description))
+    save_template(template)
+    return template
 
 
 def slug(text: str) -> str:

@@ -25,7 +25,7 @@ show it came from this tool; it does not stop a determined forger.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import cache
 from pathlib import Path
 
@@ -92,6 +92,37 @@ def embed(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, payload: int | None
         if np.any(audio[start:end]):
             out[start:end] += _mark(audio, start, end, sample_rate)
     return out
+
+
+class Marker:
+    """The mark of a signal too long to hold, range by range: ``Marker(read, total)(lo, hi)`` is
+    ``embed(signal)[lo:hi]`` (to float rounding) for ``read(lo, hi)`` returning ``signal[lo:hi]`` with
+    zeros outside ``[0, total)``. Reads reach the filter's length either side; like ``embed``, a
+    ``BLOCK_SECONDS`` block of digital silence gets no mark."""
+
+    def __init__(self, read: Callable[[int, int], np.ndarray], total: int, sample_rate: int = SAMPLE_RATE) -> None:
+        self.read, self.total, self.rate = read, total, sample_rate
+        self.block = int(BLOCK_SECONDS * sample_rate)
+        half = FILTER_TAPS // 2
+        self.reach = half if sample_rate == SAMPLE_RATE else int((half / SAMPLE_RATE + 0.05) * sample_rate)
+        self._voiced: dict[int, bool] = {}
+
+    def __call__(self, lo: int, hi: int) -> np.ndarray:
+        raw = np.asarray(self.read(lo - self.reach, hi + self.reach), np.float32)
+        out = raw[self.reach:self.reach + hi - lo].copy()
+        mark = _mark(raw, self.reach, self.reach + hi - lo, self.rate)
+        for b in range(max(0, lo) // self.block, -(-min(hi, self.total) // self.block)):
+            if not self.voiced(b):
+                mark[max(0, b * self.block - lo):max(0, (b + 1) * self.block - lo)] = 0
+        mark[:max(0, -lo)] = 0
+        mark[max(0, self.total - lo):] = 0
+        return out + mark
+
+    def voiced(self, b: int) -> bool:
+        if b not in self._voiced:  # looked at 2 s at a time, stopping at the first sound
+            end, step = min(self.total, (b + 1) * self.block), 2 * self.rate
+            self._voiced[b] = any(np.any(self.read(lo, min(lo + step, end))) for lo in range(b * self.block, end, step))
+        return self._voiced[b]
 
 
 def detect(audio: np.ndarray, sample_rate: int) -> Detection:

@@ -15,13 +15,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from ..content_filter import ContentBlocked
-from ..errors import BadInput, Conflict, NotFound, Unavailable, VibeVoiceError
+from ..errors import BadInput, Conflict, NotFound, Unavailable, VibeVoiceError, field_problems
 from ..script import ScriptError
 from .guard import TooLarge
 
 log = logging.getLogger("vibevoice.api")
 STATUS = ((TooLarge, 413), (BadInput, 422), (NotFound, 404), (Conflict, 409), (Unavailable, 503))
-MAX_PROBLEMS = 20  # a reply names this many invalid fields at most
 
 
 def install(app: FastAPI) -> None:
@@ -48,15 +47,7 @@ async def _known(request: Request, error: VibeVoiceError) -> JSONResponse:
 
 async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
     """Which field is wrong and what was expected — never the value sent (it may be megabytes)."""
-    problems = []
-    for item in error.errors()[:MAX_PROBLEMS]:
-        loc, message = list(item.get("loc", ())), str(item.get("msg", "invalid"))[:200]
-        if item.get("type") == "json_invalid":  # the location is a character offset, not a field
-            loc, message = [], f"not valid JSON at character {loc[-1] if loc else '?'}"
-        where = ".".join(str(part) for part in loc if part != "body") or "body"
-        problems.append({"field": where[:120], "problem": message})
-    more = len(error.errors()) - len(problems)
-    detail = "; ".join(f"{p['field']}: {p['problem']}" for p in problems) + (f"; and {more} more" if more > 0 else "")
+    problems, detail = field_problems(error.errors())
     return JSONResponse({"detail": detail, "problems": problems}, 422)
 
 

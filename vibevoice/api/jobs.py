@@ -18,6 +18,9 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 class RerenderRequest(BaseModel):
     rate: float | None = Field(default=None, ge=0.7, le=1.3, description="speaking-rate factor for this line")
     emotion: Emotion | None = None
+    intensity: float | None = Field(default=None, ge=0.0, le=1.0)
+    pause_before: float | None = Field(default=None, ge=0.0, le=10.0, description="seconds")
+    pause_after: float | None = Field(default=None, ge=0.0, le=10.0, description="seconds")
 
 
 @router.post("", status_code=201, response_model=JobInfo)
@@ -52,7 +55,7 @@ def resume_job(job_id: str, jobs: JobService = Depends(job_service)):
 @router.post("/{job_id}/lines/{line}/rerender", response_model=JobInfo)
 def rerender_line(job_id: str, line: int, body: RerenderRequest, jobs: JobService = Depends(job_service)):
     """Re-render one line (1-based, as in the subtitles) with a new pace or emotion, then re-assemble."""
-    return jobs.rerender_line(job_id, line - 1, rate=body.rate, emotion=body.emotion)
+    return jobs.rerender_line(job_id, line - 1, **body.model_dump())
 
 
 @router.post("/{job_id}/cancel", response_model=JobInfo)

@@ -16,11 +16,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .. import audit, delivery, paths
+from .. import audit, delivery, estimate, paths
 from ..audio import clock
 from ..content_filter import Mode as FilterMode
 from ..content_filter import check as check_content
-from ..engines import get_engine
 from ..errors import BadInput, Cancelled, RenderFailed, Unavailable
 from ..job import service
 from ..job.model import MANIFEST, RenderSettings
@@ -31,23 +30,31 @@ from .common import ScriptArg, err, fail, out, parse, print_flags, read_script
 
 
 def render(
+    ctx: typer.Context,
     script: ScriptArg,
     output: Annotated[Path, typer.Option("-o", "--output", help="main output file (.mp3 or .wav)")] = Path("out.mp3"),
     voice: Annotated[Optional[list[str]], typer.Option("--voice", "-v", help="SPEAKER=VOICE_ID, repeatable")] = None,
     job_dir: Annotated[Optional[Path], typer.Option(help="where chunks and progress are kept")] = None,
     resume: Annotated[bool, typer.Option(help="continue the job in --job-dir; edited lines re-render")] = False,
     force: Annotated[bool, typer.Option(help="discard a previous job in --job-dir and start over")] = False,
-    speed: Annotated[float, typer.Option(min=0.5, max=2.0, help="speaking-rate multiplier")] = 1.0,
+    speed: Annotated[float, typer.Option(min=0.25, max=4.0, help="speaking-rate multiplier")] = 1.0,
     stems: Annotated[bool, typer.Option(help="also write one WAV per speaker")] = False,
     mp3_kbps: Annotated[int, typer.Option(min=32, max=320)] = 96,
-    engine: Annotated[str, typer.Option(help="'voices' (each voice's engine: Kokoro, Piper) or 'vibevoice'")] = "voices",
-    model_dir: Annotated[Optional[Path], typer.Option(envvar="VIBEVOICE_MODEL_DIR",
-                                                      help="VibeVoice checkpoint directory (transformers format)")] = None,
-    seed: Annotated[int, typer.Option(help="random seed (VibeVoice)")] = 0,
+    engine: Annotated[str, typer.Option(help="'voices' (each voice's engine: Kokoro, Piper), 'vibevoice' or 'qwen3'")] = "voices",
+    model_dir: Annotated[Optional[Path], typer.Option(envvar="VIBEVOICE_MODEL_DIR", help=(
+        "VibeVoice checkpoint directory (transformers format), or the Qwen3-TTS checkpoint directory "
+        "(default for --engine qwen3: $VIBEVOICE_QWEN3_MODEL_DIR)"))] = None,
+    seed: Annotated[int, typer.Option(help="random seed (VibeVoice, Qwen3-TTS)")] = 0,
     dtype: Annotated[str, typer.Option(help="VibeVoice precision: auto (bf16 on CUDA, else fp32), bf16, fp32, or "
                                        "fp16 (on request only: it can overflow)")] = "auto",
     cfg: Annotated[float, typer.Option(min=1.0, max=5.0, help="CFG scale (VibeVoice)")] = 1.3,
     steps: Annotated[int, typer.Option(min=1, max=100, help="diffusion steps (VibeVoice)")] = 10,
+    temperature: Annotated[float, typer.Option(min=0.0, max=2.0, help="sampling temperature (Qwen3-TTS); 0 = greedy")] = 0.9,
+    top_p: Annotated[float, typer.Option(min=0.01, max=1.0, help="nucleus sampling (Qwen3-TTS)")] = 1.0,
+    top_k: Annotated[int, typer.Option(min=0, max=1000, help="top-k sampling (Qwen3-TTS); 0 = off")] = 50,
+    repetition_penalty: Annotated[float, typer.Option(min=1.0, max=2.0, help="(Qwen3-TTS)")] = 1.05,
+    batch_size: Annotated[int, typer.Option(min=0, max=64, help="lines generated together (Qwen3-TTS); "
+                                            "0 = from the device's memory")] = 0,
     max_minutes: Annotated[float, typer.Option(min=0.1, max=90.0, help="stop after this much audio")] = 90.0,
     planner: Annotated[Optional[str], typer.Option(help="director: auto, rules, local, http or none "
                                                    "(default: $VIBEVOICE_PLANNER or auto)")] = None,
@@ -61,24 +68,49 @@ def render(
 ) -> None:
     """Render SCRIPT to audio with subtitles (WAV, MP3, SRT, VTT), resumably."""
     text = read_script(script)
-    parsed = parse(text)
     job_dir = job_dir or _default_job_dir(script)
-    kept = _previous_voices(job_dir, parsed.speakers, resume, force)
-    if engine not in ("voices", "vibevoice"):
-        fail(f"unknown engine {engine!r}: use 'voices' (Kokoro/Piper per voice) or 'vibevoice'")
-    if dtype not in ("auto", "bf16", "fp16", "fp32"):
-        fail(f"unknown --dtype {dtype!r}: use auto, bf16, fp16 or fp32")
-    settings = RenderSettings(speed=speed, engine=engine, model_dir=str(model_dir) if model_dir else None,
-                              seed=seed, dtype=dtype, cfg_scale=cfg, diffusion_steps=steps, max_minutes=max_minutes,
-                              content_filter=content_filter, content_review=content_review, qa=qa, qa_retakes=retakes)
+    kept = _previous_voices(job_dir, parse(text).speakers, resume, force)
+    settings = _settings(engine, _model_dir(ctx, engine, model_dir), speed=speed, seed=seed, dtype=dtype,
+                         cfg_scale=cfg, diffusion_steps=steps, temperature=temperature, top_p=top_p, top_k=top_k,
+                         repetition_penalty=repetition_penalty, batch_size=batch_size, max_minutes=max_minutes,
+                         content_filter=content_filter, content_review=content_review, qa=qa, qa_retakes=retakes)
+    job = _prepare(text, voice, settings, planner, job_dir, kept)
+    _print_job(job)
+    _render_job(job, f"vibevoice render {script} -o {output} --job-dir {job_dir} --resume", output, stems, mp3_kbps)
+    if qa:
+        _print_qa(job, job_dir)
+
+
+def _model_dir(ctx: typer.Context, engine: str, given: Path | None) -> str | None:
+    """The checkpoint: --model-dir; for Qwen3-TTS, its own default rather than VibeVoice's ``$VIBEVOICE_MODEL_DIR``."""
+    given_here = getattr(ctx.get_parameter_source("model_dir"), "name", "") == "COMMANDLINE"  # typer's own enum
+    if engine == "qwen3" and not given_here:
+        from ..engines.qwen3.configuration import default_model_dir
+
+        return default_model_dir()
+    return str(given) if given else None
+
+
+def _settings(engine: str, model_dir: str | None, **values) -> RenderSettings:
+    """The job's settings from the options (the engine and precision checked first, in words)."""
+    if engine not in ("voices", "vibevoice", "qwen3"):
+        fail(f"unknown engine {engine!r}: use 'voices' (Kokoro/Piper per voice), 'vibevoice' or 'qwen3'")
+    if values["dtype"] not in ("auto", "bf16", "fp16", "fp32"):
+        fail(f"unknown --dtype {values['dtype']!r}: use auto, bf16, fp16 or fp32")
+    return RenderSettings(engine=engine, model_dir=model_dir, **values)
+
+
+def _prepare(text: bytes, voice: list[str] | None, settings: RenderSettings, planner: str | None, job_dir: Path,
+             kept: dict[str, str]) -> Job:
     try:
         request = service.JobRequest(script=text.decode("utf-8-sig"), voices=parse_assignment(voice or []),
                                      settings=settings, planner=planner or delivery.default_planner())
-        job = service.prepare(job_dir, request, actor=audit.local_actor(), voice_ids=kept)
+        return service.prepare(job_dir, request, actor=audit.local_actor(), voice_ids=kept)
     except (BadInput, Unavailable) as error:
         fail(str(error))
-    _print_job(job)
-    resume_hint = f"vibevoice render {script} -o {output} --job-dir {job_dir} --resume"
+
+
+def _render_job(job: Job, resume_hint: str, output: Path, stems: bool, mp3_kbps: int) -> None:
     try:
         outputs = _run_with_progress(job, output, stems, mp3_kbps)
     except KeyboardInterrupt:
@@ -89,8 +121,6 @@ def render(
         raise typer.Exit(1)
     for kind, path in outputs.items():
         out.print(f"{kind:>4}: {path}", highlight=False)
-    if qa:
-        _print_qa(job, job_dir)
 
 
 def check(script: ScriptArg) -> None:
@@ -103,9 +133,10 @@ def check(script: ScriptArg) -> None:
         count = sum(line.speaker == speaker for line in parsed.lines)
         table.add_row(speaker, str(count), voices[speaker].id)
     out.print(table)
-    rtf = max(get_engine(v.engine).capabilities.typical_rtf for v in voices.values())
+    # A CLI render is always a fresh process: cold (engines loaded), director as configured.
+    took = estimate.render_seconds(parsed, voices, estimate.planner_name(), warm=False)
     out.print(f"{len(parsed.lines)} lines, about {clock(seconds)} of audio; "
-              f"rendering takes about {clock(seconds * rtf)} on a 2-core CPU.")
+              f"rendering and export take about {clock(took)} on a 2-core CPU.")
     findings = check_content(parsed)
     print_flags(findings)
     if any(f.action == "block" for f in findings):

@@ -12,8 +12,9 @@ __all__ = ["SAMPLE_RATE", "Capabilities", "ChunkAudio", "Engine", "Segment", "ge
 
 def available_engines() -> list[str]:
     from . import piper
+    from .qwen3 import compat
 
-    return ["kokoro"] + (["piper"] if piper.available() else []) + ["vibevoice"]
+    return ["kokoro"] + (["piper"] if piper.available() else []) + ["vibevoice"] + (["qwen3"] if compat.installed() else [])
 
 
 def get_engine(name: str, model_dir: str | None = None, dtype: str | None = None) -> Engine:
@@ -37,4 +38,8 @@ def _shared(name: str, model_dir: str | None, dtype: str | None) -> Engine:
         from .vibevoice import VibeVoiceEngine
 
         return VibeVoiceEngine(model_dir, dtype=dtype)
+    if name == "qwen3":
+        from .qwen3 import Qwen3Engine
+
+        return Qwen3Engine(model_dir, dtype=dtype)
     raise BadInput(f"unknown engine {name!r}; available: {', '.join(available_engines())}")

@@ -91,12 +91,21 @@ _SENTENCE_END = re.compile(r"(?<=[.!?;。！？；…])\s*")
 _PHRASE_END = re.compile(r"(?<=[,:，、：])\s*")
 
 
-def split_text(text: str, max_chars: int) -> list[str]:
+def split_text(text: str, max_chars: int, first_chars: int | None = None) -> list[str]:
     """Split ``text`` into pieces of at most ``max_chars``, at sentence ends, else phrase ends, else spaces.
 
     Sentences are packed greedily so a long monologue becomes few, natural pieces instead of one
-    piece per sentence (each call to an engine costs a little start-up time and breath).
+    piece per sentence (each call to an engine costs a little start-up time and breath). With
+    ``first_chars``, a first sentence that short is a piece of its own (the programme's first chunk:
+    the sooner it is rendered, the sooner anyone hears anything).
     """
+    if first_chars is not None and len(text) > first_chars:
+        sentences = _pieces(text, _SENTENCE_END)
+        if len(sentences) > 1 and len(sentences[0]) <= min(first_chars, max_chars):
+            rest = sentences[1]
+            for sentence in sentences[2:]:
+                rest = _join(rest, sentence)
+            return [sentences[0], *split_text(rest, max_chars)]
     if len(text) <= max_chars:
         return [text]
     pieces: list[str] = []

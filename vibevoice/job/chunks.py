@@ -1,11 +1,14 @@
 """Cutting a job into chunks and keying them, and the one place that picks how a job is rendered.
 
-Two renderers, chosen by ``renderer_for(settings)``:
+Three renderers, chosen by ``renderer_for(settings)``:
 - ``LineByLine`` (the default, ``engine="voices"``): each script line, or a sentence group of a long
   line, is one chunk, spoken by its own voice's engine (Kokoro, Piper); pauses are laid out by the
   timeline, and automatic QA can re-render a single failing chunk.
 - ``WholeScript`` (``engine="vibevoice"``): the whole script is one chunk, one continuous generation
   that resumes from the engine's own saved state; its lines' spans come back with the audio.
+
+- ``Batched`` (``engine="qwen3"``): line by line as above, but one engine for the job, and the lines
+  are generated in batches (``prefetch``) and then finished, chunk by chunk, in order.
 
 A chunk's key is a hash of everything that shapes its audio (engine version, voice spec, text,
 language, speed, seed), so a re-created job keeps every chunk whose audio would not change.
@@ -30,15 +33,21 @@ from ..voices import VoiceTemplate
 from .model import ChunkRecord, RenderSettings
 
 FrameProgress = Callable[[int, int], None]
+FIRST_CHUNK_CHARS = 90  # the programme's first chunk: one sentence up to this long (issue 16, first audio)
 
 
 class LineByLine:
     """Every speaker's template picks its engine; every line is spoken (and retaken) on its own."""
 
     whole_script = False
+    batch_size = 1
+    notes: tuple[str, ...] = ()  # what the renderer found when keying the chunks (for the job's notes)
 
     def __init__(self, settings: RenderSettings) -> None:
         self.settings = settings
+
+    def prefetch(self, chunks: list[ChunkRecord], script: Script, voices: dict[str, VoiceTemplate]) -> None:
+        """Render ``chunks`` ahead together where the engine batches; one at a time otherwise (nothing here)."""
 
     def engine(self, voice: VoiceTemplate) -> Engine:
         return get_engine(voice.engine)
@@ -56,7 +65,8 @@ class LineByLine:
             emotion = wanted.emotion if wanted.emotion in voice.emotions else None  # a variant performs it
             engine = self.engine(voice)
             seed = self.settings.seed if engine.capabilities.seeded else None
-            for text in split_text(line.text, engine.capabilities.max_chunk_chars):
+            first = FIRST_CHUNK_CHARS if not chunks else None  # the first sentence alone: heard sooner
+            for text in split_text(line.text, engine.capabilities.max_chunk_chars, first):
                 key = chunk_key(engine.version, voice.spec_for(emotion).model_dump(), text, line.language,
                                 wanted.speed, seed)
                 chunks.append(ChunkRecord(index=len(chunks), key=key, line_index=line.index, speaker=line.speaker,
@@ -70,10 +80,75 @@ class LineByLine:
         return np.asarray(self.engine(voice).synthesize([segment], {chunk.speaker: voice}).audio, np.float32)
 
 
+class Batched(LineByLine):
+    """Qwen3-TTS: each line a chunk (resumable, retakeable), the lines of a job generated in batches."""
+
+    def __init__(self, settings: RenderSettings) -> None:
+        super().__init__(settings)
+        self._engine = get_engine(settings.engine, model_dir=settings.model_dir, dtype=settings.dtype)
+        self.batch_size = settings.batch_size or self._engine.default_batch()
+        self._ready: dict[str, tuple[np.ndarray, list[str]]] = {}
+        self.notes = ()
+
+    def engine(self, voice: VoiceTemplate | None = None) -> Engine:
+        return self._engine
+
+    def chunks(self, script: Script, voices: dict[str, VoiceTemplate], plan: Plan | None) -> list[ChunkRecord]:
+        """One chunk per line (or sentence group), keyed by text, voice, instruct, sampling and model."""
+        chunks, plans, mute = [], delivery.line_plans(plan), []
+        sampling = self.settings.model_dump(include={"seed", "temperature", "top_p", "top_k", "repetition_penalty",
+                                                     "dtype"})
+        for line in script.lines:
+            voice = voices[line.speaker]
+            wanted = delivery.line_delivery(voice, self.settings.speed, plans.get(line.index))
+            instruct = self._engine.instruct_for(voice, wanted, line.hints, verbatim=self.settings.instructions)
+            asked = line.hints or line.index in plans or self.settings.instructions
+            if not self._engine.checkpoint.instructable and asked:
+                mute.append(line.index + 1)
+            for text in split_text(line.text, self._engine.capabilities.max_chunk_chars):
+                key = chunk_key(self._engine.version, {"voice": voice.spec.model_dump(), "instruct": instruct,
+                                                       "model": str(self._engine.checkpoint.path), **sampling},
+                                text, line.language, wanted.speed, self.settings.seed)
+                chunks.append(ChunkRecord(index=len(chunks), key=key, line_index=line.index, speaker=line.speaker,
+                                          text=text, speed=round(wanted.speed, 4), instruct=instruct))
+        self.notes = (f"the {self._engine.checkpoint.size} {self._engine.checkpoint.variant} model follows no "
+                      f"instructions: the delivery asked for is not performed ({delivery._lines(mute)})",) if mute else ()
+        return chunks
+
+    def prefetch(self, chunks: list[ChunkRecord], script: Script, voices: dict[str, VoiceTemplate]) -> None:
+        from ..engines.qwen3.engine import batch_seed
+        from ..engines.qwen3.generation import Request, Sampling
+
+        s = self.settings
+        requests = [Request(c.text, script.lines[c.line_index].language, c.speed, c.instruct,
+                            self._engine.voice_of(voices[c.speaker])) for c in chunks]
+        sampling = Sampling(s.temperature, s.top_p, s.top_k, s.repetition_penalty)
+        takes = self._engine.speak(requests, sampling, batch_seed(s.seed, chunks[0].key), s.rerolls)
+        self._ready.update({c.key: (t.audio, t.rejected) for c, t in zip(chunks, takes)})
+
+    def speak(self, chunk: ChunkRecord, language: str, voice: VoiceTemplate, speed: float) -> np.ndarray:
+        ready = self._ready.pop(chunk.key, None) if speed == chunk.speed else None
+        if ready is None:  # not prefetched (a QA retake at another pace, or a failed batch): this line alone
+            self.prefetch([chunk.model_copy(update={"speed": speed})], _script_of(chunk, language), {chunk.speaker: voice})
+            ready = self._ready.pop(chunk.key)
+        chunk.rerolls = ready[1]
+        return ready[0]
+
+
+def _script_of(chunk: ChunkRecord, language: str) -> Script:
+    """A one-line stand-in script so a single chunk can be prefetched on its own."""
+    from ..script import Line
+
+    line = Line(index=0, turn=0, speaker=chunk.speaker, text=chunk.text, language=language, source_line=1, column=1)
+    return Script(lines=[line] * (chunk.line_index + 1), speakers=[chunk.speaker])
+
+
 class WholeScript:
     """One engine speaks the whole script in one generation (VibeVoice), voices cloned from templates."""
 
     whole_script = True
+    batch_size = 1
+    notes: tuple[str, ...] = ()
 
     def __init__(self, settings: RenderSettings) -> None:
         self.settings = settings
@@ -107,6 +182,8 @@ Renderer = LineByLine | WholeScript
 
 
 def renderer_for(settings: RenderSettings) -> Renderer:
+    if settings.engine == "qwen3":
+        return Batched(settings)
     return WholeScript(settings) if settings.engine != "voices" else LineByLine(settings)
 
 

@@ -30,20 +30,32 @@ class RenderSettings(BaseModel):
     # A misspelt setting is an error, not silently ignored; ``true`` is not a speed, nor "yes" a switch.
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    speed: float = Field(default=1.0, ge=0.5, le=2.0, description="multiplies every voice's own speed")
+    speed: float = Field(default=1.0, ge=0.25, le=4.0, description="multiplies every voice's own speed")
     seed: int = Field(default=0, description="for engines that sample; Kokoro is deterministic")
     turn_gap: float = Field(default=0.45, ge=0, le=5, description="seconds of silence when the speaker changes")
     line_gap: float = Field(default=0.25, ge=0, le=5, description="seconds between lines of one speaker")
     # "voices": each speaker's template picks its engine (Kokoro, Piper); "vibevoice": the whole script
-    # is one VibeVoice generation from the checkpoint in ``model_dir``, speakers cloned from their voices.
-    engine: Literal["voices", "vibevoice"] = "voices"
-    model_dir: str | None = Field(default=None, description="VibeVoice checkpoint (default: $VIBEVOICE_MODEL_DIR)")
+    # is one VibeVoice generation from the checkpoint in ``model_dir``, speakers cloned from their voices;
+    # "qwen3": every line is a Qwen3-TTS generation (in batches) from the checkpoint in ``model_dir``.
+    engine: Literal["voices", "vibevoice", "qwen3"] = "voices"
+    model_dir: str | None = Field(default=None, description="VibeVoice or Qwen3-TTS checkpoint (default: "
+                                  "$VIBEVOICE_MODEL_DIR or $VIBEVOICE_QWEN3_MODEL_DIR)")
     dtype: Literal["auto", "bf16", "fp16", "fp32"] = Field(
         default="auto", description="VibeVoice precision: auto = bf16 on CUDA where supported, else fp32; fp16 "
         "only on request (it can overflow; the job notes say so)")
     # Generation controls of sampling/diffusion engines (VibeVoice); the embedded engine ignores them.
     cfg_scale: float = Field(default=1.3, ge=1.0, le=5.0, description="classifier-free guidance scale")
     diffusion_steps: int = Field(default=10, ge=1, le=100)
+    # Sampling of token-generating engines (Qwen3-TTS); temperature 0 = greedy decoding (reproducible).
+    temperature: float = Field(default=0.9, ge=0.0, le=2.0, description="0 = greedy decoding")
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    top_k: int = Field(default=50, ge=0, le=1000, description="0 = no top-k cut")
+    repetition_penalty: float = Field(default=1.05, ge=1.0, le=2.0)
+    batch_size: int = Field(default=0, ge=0, le=64, description="lines generated together (0 = from memory)")
+    instructions: str | None = Field(default=None, max_length=4096, description="delivery instruction for every "
+                                     "line, sent verbatim to an engine that takes one (Qwen3-TTS) in place of the "
+                                     "director's; a designed voice's description still leads")
+    rerolls: int = Field(default=2, ge=0, le=5, description="new seeds allowed for a take of implausible length")
     max_minutes: float = Field(default=90.0, gt=0, le=90.0, description="stop generating after this much audio")
     qa: bool = Field(default=False, description="hear every take (Whisper, speaker encoder) and re-render failures")
     qa_retakes: int = Field(default=2, ge=0, le=5, description="re-renders allowed per failing chunk")
@@ -88,6 +100,7 @@ class ChunkRecord(BaseModel):
     text: str
     speed: float = 1.0
     emotion: str | None = None  # the plan's emotion, when the voice has a variant for it
+    instruct: str = Field(default="", description="the delivery instruction sent to an engine that takes one")
     status: Literal["pending", "done", "failed"] = "pending"
     samples: int = 0
     render_seconds: float = 0.0
@@ -95,6 +108,7 @@ class ChunkRecord(BaseModel):
     # For a whole-script engine: (line_index, start, end) of every line inside this chunk's audio.
     spans: list[tuple[int, int, int]] = Field(default_factory=list)
     takes: list[Take] = Field(default_factory=list, description="QA scores of every take (render --qa)")
+    rerolls: list[str] = Field(default_factory=list, description="takes the runaway guard rejected (seed, why)")
     words: list[TimedWord] = Field(default_factory=list, description="recognised words of the kept take")
 
     @property

@@ -137,7 +137,7 @@ class Job:
         speakers = {line.index: line.speaker for line in self.script.lines}
         honoured = {s: self.renderer.honoured(v) for s, v in m.voices.items()}
         m.chunks, m.chunked = chunks, True
-        m.notes = delivery.unsupported(plan, m.voices, speakers, honoured)
+        m.notes = delivery.unsupported(plan, m.voices, speakers, honoured) + list(self.renderer.notes)
 
     # -- rendering -----------------------------------------------------------------------------------
 
@@ -163,9 +163,11 @@ class Job:
         todo_chars, done_chars, failures = sum(len(c.text) for c in todo), 0, []
         self.set_status("rendering")
         try:
-            for chunk in todo:
+            for n, chunk in enumerate(todo):
                 if stop is not None and stop.is_set():
                     raise Cancelled("cancelled; resume to continue")
+                if n % self.renderer.batch_size == 0:  # a batching engine renders the next lines together
+                    self._prefetch(todo[n:n + self.renderer.batch_size])
                 self._report(chunk, started, done_chars, todo_chars)
                 if self._render_chunk(chunk, stop) is None:
                     failures.append(chunk)
@@ -189,6 +191,15 @@ class Job:
             raise RenderFailed(f"{self.manifest.message}. Other chunks are kept; resume to retry.")
         self.set_status("rendered")
         return self.manifest
+
+    def _prefetch(self, chunks: list[ChunkRecord]) -> None:
+        """Batch-render ahead; a failure here costs nothing: each chunk is then rendered (and fails) alone."""
+        try:
+            self.renderer.prefetch(chunks, self.script, self.manifest.voices)
+        except (KeyboardInterrupt, Cancelled, OSError):
+            raise
+        except Exception:  # noqa: BLE001 — recorded per chunk when it is rendered on its own
+            pass
 
     def _render_chunk(self, chunk: ChunkRecord, stop: threading.Event | None) -> np.ndarray | None:
         """Render one chunk and record it; an engine failure is recorded on the chunk (None returned)."""

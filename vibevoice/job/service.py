@@ -98,7 +98,8 @@ def prepare(directory: Path, request: JobRequest, actor: str | None = None, job_
     """
     script = parse_script(request.script)
     requested = {**(voice_ids or {}), **request.voices}
-    voices = assign_voices(script.speakers, script.speaker_languages(), requested, load_templates())
+    engines = {"qwen3"} if request.settings.engine == "qwen3" else None
+    voices = assign_voices(script.speakers, script.speaker_languages(), requested, load_templates(), engines)
     plan = load_plan(request.plan.model_dump(), script) if request.plan else None
     job = Job.create(directory, request.script, voices, request.settings, plan, actor=actor, job_id=job_id,
                      planner=None if plan else (request.planner or delivery.default_planner()))
@@ -325,9 +326,9 @@ class JobService:
         self.executor.enqueue(job)
         return self.info(job_id)
 
-    def rerender_line(self, job_id: str, line_index: int, rate: float | None = None,
-                      emotion: str | None = None) -> JobInfo:
-        """Render one line again with a new pace or emotion and re-assemble; nothing else re-renders.
+    def rerender_line(self, job_id: str, line_index: int, **changes) -> JobInfo:
+        """Render one line again with a new delivery (``rate``, ``emotion``, ``intensity``, ``pause_after``…,
+        any ``LinePlan`` field; None leaves a field as it is) and re-assemble; nothing else re-renders.
 
         The change is written into the job's plan (so it is kept, shown and resumable like any plan
         edit); only the chunks of that line get new keys, so only they are rendered.
@@ -340,7 +341,7 @@ class JobService:
         plan = job.manifest.plan or Plan(planner="user", lines=[LinePlan(line_index=i) for i in range(lines)])
         entries = {p.line_index: p for p in plan.lines}
         entry = entries.get(line_index) or LinePlan(line_index=line_index)
-        changes = {k: v for k, v in (("rate", rate), ("emotion", emotion)) if v is not None}
+        changes = {k: v for k, v in changes.items() if v is not None and k != "line_index"}
         entries[line_index] = LinePlan.model_validate({**entry.model_dump(), **changes})
         plan = plan.model_copy(update={"lines": [entries[i] for i in sorted(entries)]})
         voices = {s: v.id for s, v in job.manifest.voices.items()}
@@ -379,20 +380,25 @@ class JobService:
         Placement matches the final file exactly (same ``layout``); only the loudness differs, since
         the final gain needs the whole programme.
         """
-        encoder, sent = mp3_encoder(), 0
+        encoder = mp3_encoder()
         job = Job.open(self._dir(job_id))
         yield provenance.tag_mp3(b"", job_provenance(job), job.manifest.title or first_words(job))
+        for pcm in self.stream_pcm(job_id, poll):
+            yield bytes(encoder.encode(pcm))
+        yield bytes(encoder.flush())
+
+    def stream_pcm(self, job_id: str, poll: float = 0.1) -> Iterator[bytes]:
+        """The same timeline as ``stream_mp3``, as raw 16-bit PCM (24 kHz mono), one piece per chunk."""
+        job, sent = Job.open(self._dir(job_id)), 0
         notice = spoken_notice(job)
         if notice and notice.where == "start":
             sent = notice.start + notice.audio.size
-            audio = np.concatenate([np.zeros(notice.start, np.float32), fade(notice.audio) * PREVIEW_GAIN])
-            yield bytes(encoder.encode(pcm16(audio).tobytes()))
+            yield pcm16(np.concatenate([np.zeros(notice.start, np.float32), fade(notice.audio) * PREVIEW_GAIN])).tobytes()
         for chunk_audio, start in self._chunks_in_order(job_id, poll):  # ends quietly if the job is deleted
             silence = np.zeros(max(0, start - sent), np.float32)
-            audio = np.concatenate([silence, fade(chunk_audio) * PREVIEW_GAIN])
             sent = start + chunk_audio.size
-            yield bytes(encoder.encode(pcm16(audio).tobytes()))
-        yield bytes(encoder.encode(pcm16(np.zeros(SAMPLE_RATE // 2, np.float32)).tobytes()) + encoder.flush())
+            yield pcm16(np.concatenate([silence, fade(chunk_audio) * PREVIEW_GAIN])).tobytes()
+        yield pcm16(np.zeros(SAMPLE_RATE // 2, np.float32)).tobytes()
 
     # -- reading back ----------------------------------------------------------------------------
 

@@ -74,6 +74,17 @@ def make_plan(script: Script, planner: str = "auto", *, settings: PlannerSetting
                 cached=cached)
 
 
+def release_models() -> None:
+    """Let the director's language model go after planning: a render never needs it again, and it is
+    the largest thing a job holds besides the voices (issue 16). Set ``VIBEVOICE_KEEP_DIRECTOR=1`` to
+    keep it loaded between jobs (faster next plan, more memory)."""
+    import os
+    import sys
+
+    if os.environ.get("VIBEVOICE_KEEP_DIRECTOR") != "1" and "vibevoice.plan.local_model" in sys.modules:
+        sys.modules["vibevoice.plan.local_model"].release()
+
+
 def _ask(impl: Planner, script: Script, todo: list[int], deadline: float | None, planned: dict[int, LinePlan],
          keep: Callable[[int, LinePlan], None], progress: Callable[[int, int], None] | None) -> dict[int, str]:
     """Have ``impl`` plan the ``todo`` lines into ``planned``; return the lines it failed, with why.

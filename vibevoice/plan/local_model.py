@@ -110,6 +110,20 @@ def load(model: str | None, device: str, cache_dir: Path, quantize: bool = True)
     return loaded
 
 
+def release() -> int:
+    """Forget every loaded model (failures stay remembered), so its memory goes back once the last
+    planner using it is done; the next plan loads it again from the converted copy. Returns how many."""
+    with _LOADED_LOCK:
+        loaded = [key for key, value in _LOADED.items() if isinstance(value, LoadedModel)]
+        for key in loaded:
+            del _LOADED[key]
+    if loaded:
+        import gc
+
+        gc.collect()
+    return len(loaded)
+
+
 def converted_dir(gguf: Path, cache_dir: Path) -> Path:
     return cache_dir / "planner-models" / f"{gguf.stem}-{_sha256(gguf)[:16]}"
 

@@ -1,0 +1,167 @@
+"""Peak memory of an export (and of a render) for 1-, 10- and 90-minute four-speaker jobs, side by side.
+
+Rendering 90 minutes takes ~30 min on 2 cores, so the long jobs are *synthetic chunk sets*: the distinct
+lines of ``bench_render.make_script`` are rendered once by Kokoro, then a job of the full length is
+keyed in the same directory, where every repeated line finds its chunk already on disk (the real
+timeline, real speech, ~2 000 chunks for 90 minutes; only the audio repeats). Each export runs in a
+fresh process and prints its peak RSS (``ru_maxrss``) and the RSS right after imports; ``--in-memory``
+also measures ``export.assemble`` (the whole programme in memory, the pre-streaming path) for
+comparison, skipped over 10 minutes (it would need ~10 GB). ``--render`` adds a real render's peak
+RSS for the shortest length (Kokoro loaded, director off). ``--chunks-from JOB_DIR`` skips rendering:
+the lines of an already rendered job are repeated to each length, four speakers reusing its voices.
+Run: ``.venv/bin/python bench/bench_memory.py [--minutes 1 10 90] [--in-memory] [--render]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_render import make_script  # noqa: E402
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+
+
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def build(root: Path, minutes_list: list[float]) -> dict[float, Path]:
+    """Render the pool's distinct lines once, then key a job of each length over those chunks."""
+    from vibevoice.job.model import RenderSettings
+    from vibevoice.job.runner import Job
+    from vibevoice.script import parse_script
+    from vibevoice.voices import assign_voices, load_templates
+
+    longest = make_script(max(minutes_list))
+    distinct = list(dict.fromkeys(longest.splitlines()))
+    unique_text = "\n".join(distinct) + "\n"
+    voices = assign_voices(parse_script(longest).speakers, {}, {}, load_templates())
+    settings = RenderSettings()
+    base = root / "distinct"
+    Job.create(base, unique_text, voices, settings).render()
+    jobs = {}
+    for minutes in minutes_list:
+        target = root / f"job-{minutes:g}"
+        shutil.copytree(base, target)
+        job = Job.create(target, make_script(minutes), voices, settings)
+        assert not job.pending, "every line's chunk should already be on disk"
+        jobs[minutes] = target
+    return jobs
+
+
+def build_from(source: Path, root: Path, minutes_list: list[float]) -> dict[float, Path]:
+    """Jobs of each length made from an already rendered job's chunks: its lines repeated, spoken in
+    turn by four speakers who reuse its voices (a chunk's key is its voice and text, not the name)."""
+    from vibevoice.audio import SAMPLE_RATE
+    from vibevoice.job.runner import Job
+
+    done = Job.open(source)
+    lines = [(ln.speaker, ln.text) for ln in done.script.lines]
+    seconds = sum(c.samples for c in done.manifest.chunks) / SAMPLE_RATE
+    cast = {f"Speaker {i + 1}": done.manifest.voices[s] for i, s in
+            enumerate([*done.script.speakers, *done.script.speakers][:4])}
+    jobs = {}
+    for minutes in minutes_list:
+        repeats = max(1, round(minutes * 60 / seconds))
+        speakers = list(cast)
+        text, n = [], 0
+        for r in range(repeats):
+            for speaker, line in lines:
+                pool = [s for s in speakers if cast[s] == done.manifest.voices[speaker]]
+                text.append(f"[{pool[r % len(pool)]}] {line}")
+                n += 1
+        target = root / f"job-{minutes:g}"
+        shutil.copytree(source, target)
+        job = Job.create(target, "\n".join(text) + "\n", cast)
+        assert not job.pending, "every line's chunk should already be on disk"
+        jobs[minutes] = target
+    return jobs
+
+
+def measure_export(directory: Path, in_memory: bool) -> dict:
+    from vibevoice import export
+    from vibevoice.audio import SAMPLE_RATE
+    from vibevoice.job.runner import Job
+
+    job = Job.open(directory)
+    base = _rss_mib()
+    t0 = time.perf_counter()
+    if in_memory:
+        programme = export.assemble(job, stems=True)
+        seconds = programme.audio.size / SAMPLE_RATE
+    else:
+        export.export_job(job, directory / "out" / "show.mp3", stems=True)
+        seconds = sum(c.samples for c in job.manifest.chunks) / SAMPLE_RATE
+    return {"base": base, "peak": _peak_mib(), "wall": time.perf_counter() - t0, "speech": seconds,
+            "chunks": len(job.manifest.chunks)}
+
+
+def measure_render(minutes: float) -> dict:
+    from vibevoice.job.model import RenderSettings
+    from vibevoice.job.runner import Job
+    from vibevoice.script import parse_script
+    from vibevoice.voices import assign_voices, load_templates
+
+    text = make_script(minutes)
+    voices = assign_voices(parse_script(text).speakers, {}, {}, load_templates())
+    with tempfile.TemporaryDirectory() as tmp:
+        base = _rss_mib()
+        t0 = time.perf_counter()
+        job = Job.create(Path(tmp) / "job", text, voices, RenderSettings())
+        job.render()
+        return {"base": base, "peak": _peak_mib(), "wall": time.perf_counter() - t0,
+                "chunks": len(job.manifest.chunks), "speech": sum(c.samples for c in job.manifest.chunks) / 24000}
+
+
+def _child(*args: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=True,
+                         env={**os.environ, "VIBEVOICE_PLANNER": "none"})
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, nargs="+", default=[1, 10, 90])
+    parser.add_argument("--in-memory", action="store_true", help="also measure the in-memory assembly (≤ 10 min)")
+    parser.add_argument("--render", action="store_true", help="also measure a real render of the shortest length")
+    parser.add_argument("--chunks-from", type=Path, help="a rendered job whose chunks to repeat (no rendering)")
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        kind, value = args.child
+        result = measure_render(float(value)) if kind == "render" else measure_export(Path(value), kind == "memory")
+        print(json.dumps(result))
+        return
+    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    with tempfile.TemporaryDirectory() as tmp:
+        jobs = build_from(args.chunks_from, Path(tmp), args.minutes) if args.chunks_from else \
+            build(Path(tmp), args.minutes)
+        for minutes, directory in jobs.items():
+            rows = [("streamed export", _child("export", str(directory)))]
+            if args.in_memory and minutes <= 10:
+                rows.append(("in-memory assemble", _child("memory", str(directory))))
+            for label, r in rows:
+                print(f"{minutes:>5g} min | {r['chunks']:>5} chunks | speech {r['speech'] / 60:6.1f} min | {label:<18} | "
+                      f"peak RSS {r['peak']:6.0f} MiB (after imports {r['base']:4.0f}) | wall {r['wall']:6.1f} s")
+    if args.render:
+        r = _child("render", str(min(args.minutes)))
+        print(f"{min(args.minutes):>5g} min | {r['chunks']:>5} chunks | speech {r['speech'] / 60:6.1f} min | "
+              f"{'render (Kokoro)':<18} | peak RSS {r['peak']:6.0f} MiB (after imports {r['base']:4.0f}) | "
+              f"wall {r['wall']:6.1f} s")
+
+
+if __name__ == "__main__":
+    main()

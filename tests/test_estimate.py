@@ -1,0 +1,35 @@
+"""Estimates count what a job pays beyond speech (issue 16); the director's model is let go after planning."""
+
+from __future__ import annotations
+
+from vibevoice import estimate
+from vibevoice.engines.base import split_text
+from vibevoice.plan import local_model
+from vibevoice.script import parse_script
+from vibevoice.voices import assign_voices, load_templates
+
+
+def test_cold_costs_more_than_warm_and_length_scales(monkeypatch):
+    short = parse_script("[A] Hello there, how are you?\n[B] Fine, thanks.\n")
+    long = parse_script("[A] Hello there, how are you?\n[B] Fine, thanks.\n" * 20)
+    voices = assign_voices(short.speakers, {}, {}, load_templates())
+    cold, warm = (estimate.render_seconds(short, voices, "rules", warm=w) for w in (False, True))
+    assert cold > warm > short.estimated_seconds() * 0.36
+    assert estimate.render_seconds(long, voices, "rules", warm=True) > 15 * warm
+    assert estimate.render_seconds(short, voices, "local", warm=True) > warm  # the director costs time
+    monkeypatch.setenv("VIBEVOICE_SPEED_FACTOR", "2")
+    assert abs(estimate.render_seconds(short, voices, "rules", warm=True) - 2 * warm) < 1e-9
+
+
+def test_first_sentence_is_its_own_piece():
+    text = "Welcome back. " + "This is a long opening line that goes on and on about many things. " * 3
+    pieces = split_text(text.strip(), 300, first_chars=90)
+    assert pieces[0] == "Welcome back." and " ".join(pieces) == text.strip()
+    assert split_text("Short. Line.", 300, first_chars=90) == ["Short. Line."]
+
+
+def test_release_forgets_loaded_models_but_not_failures(monkeypatch):
+    monkeypatch.setattr(local_model, "_LOADED", {("a",): local_model.LoadedModel(None, None, "cpu", "x", "f"),
+                                                 ("b",): local_model.ModelUnavailable("no")})
+    assert local_model.release() == 1
+    assert list(local_model._LOADED) == [("b",)]
