@@ -38,12 +38,14 @@ def farm(app_home, tmp_path_factory):
         pytest.skip("redis-server is not installed (apt-get install redis-server)")
     redis = Redis(binary, free_port())
     workers = Workers(redis.url, app_home)
-    for name in ("w1", "w2"):
-        workers.start(name)
-    workers.wait_ready(redis.client, ["w1", "w2"])
-    yield redis, workers
-    workers.stop_all()
-    redis.stop()
+    try:
+        for name in ("w1", "w2"):
+            workers.start(name)
+        workers.wait_ready(redis.client, ["w1", "w2"])
+        yield redis, workers
+    finally:
+        workers.stop_all()
+        redis.stop()
 
 
 @pytest.fixture
