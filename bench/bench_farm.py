@@ -62,9 +62,10 @@ def throughput(redis, home, n_workers: int, jobs: int, lines: int) -> dict:
 
 def recovery(redis, home, whole_worker: bool) -> dict:
     workers = Workers(redis.url, home)
-    for name in ("r1", "r2"):
+    names = [f"r{int(whole_worker)}-{i}" for i in (1, 2)]  # fresh names: RQ keeps a killed worker's a while
+    for name in names:
         workers.start(name)
-    workers.wait_ready(redis.client, ["r1", "r2"])
+    workers.wait_ready(redis.client, names)
     service = JobService(Path(tempfile.mkdtemp()) / "jobs", executor=FarmExecutor(redis.url))
     job_id = service.submit(JobRequest(script=script(99, 12), planner="none")).id
     wait(service, [job_id], until=lambda i: i.done >= 2)
@@ -93,13 +94,16 @@ def main() -> None:
     args = parser.parse_args()
     home = Path(os.environ["VIBEVOICE_HOME"])
     redis = Redis(redis_server(), free_port())
-    results = {"redis_rss_idle_mb": round(rss_bytes(redis.proc.pid) / 2**20, 1)}
-    results["throughput"] = [throughput(redis, home, n, args.jobs, args.lines) for n in (1, 2)]
-    results["recovery"] = [recovery(redis, home, False)] + ([] if args.skip_dead_worker else [recovery(redis, home, True)])
-    results["redis_used_memory_mb"] = round(redis.memory() / 2**20, 2)
-    results["redis_rss_mb"] = round(rss_bytes(redis.proc.pid) / 2**20, 1)
-    results["cpus"] = os.cpu_count()
-    redis.stop()
+    try:
+        results = {"redis_rss_idle_mb": round(rss_bytes(redis.proc.pid) / 2**20, 1)}
+        results["throughput"] = [throughput(redis, home, n, args.jobs, args.lines) for n in (1, 2)]
+        kills = [False] if args.skip_dead_worker else [False, True]
+        results["recovery"] = [recovery(redis, home, whole) for whole in kills]
+        results["redis_used_memory_mb"] = round(redis.memory() / 2**20, 2)
+        results["redis_rss_mb"] = round(rss_bytes(redis.proc.pid) / 2**20, 1)
+        results["cpus"] = os.cpu_count()
+    finally:
+        redis.stop()
     print(json.dumps(results, indent=1))
 
 

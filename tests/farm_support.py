@@ -78,6 +78,8 @@ class Workers:
             time.sleep(0.2)
         raise AssertionError(f"workers {names} did not come up")
 
+    # RQ refuses a second live worker of the same name, so a replacement gets a new one.
+
     def kill(self, name: str, horse: int | None = None) -> None:
         """SIGKILL a whole worker (and its render process, which runs in its own process group)."""
         proc = self.procs.pop(name)

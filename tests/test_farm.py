@@ -29,7 +29,8 @@ def _script(n: int) -> str:
 
 @pytest.fixture(scope="module")
 def farm(app_home, tmp_path_factory):
-    pytest.importorskip("rq") if os.environ.get("CI") != "true" else None
+    if os.environ.get("CI") != "true":
+        pytest.importorskip("rq")  # in CI the farm extra is installed: a missing one is an ImportError
     binary = redis_server()
     if binary is None:
         if os.environ.get("CI") == "true":
@@ -37,12 +38,14 @@ def farm(app_home, tmp_path_factory):
         pytest.skip("redis-server is not installed (apt-get install redis-server)")
     redis = Redis(binary, free_port())
     workers = Workers(redis.url, app_home)
-    for name in ("w1", "w2"):
-        workers.start(name)
-    workers.wait_ready(redis.client, ["w1", "w2"])
-    yield redis, workers
-    workers.stop_all()
-    redis.stop()
+    try:
+        for name in ("w1", "w2"):
+            workers.start(name)
+        workers.wait_ready(redis.client, ["w1", "w2"])
+        yield redis, workers
+    finally:
+        workers.stop_all()
+        redis.stop()
 
 
 @pytest.fixture
@@ -50,10 +53,12 @@ def web(farm, tmp_path):
     from vibevoice.farm.executor import FarmExecutor
 
     redis, workers = farm
-    for name in ("w1", "w2"):  # a test that killed a worker leaves the next one two
-        if name not in workers.procs:
-            workers.start(name)
-    workers.wait_ready(redis.client, ["w1", "w2"])
+    n = 3
+    while len(workers.procs) < 2:  # a test that killed a worker leaves the next one two (a new name: RQ
+        while f"w{n}" in workers.procs or redis.client.exists(f"rq:worker:w{n}"):  # keeps a dead one's a while)
+            n += 1
+        workers.start(f"w{n}")
+    workers.wait_ready(redis.client, list(workers.procs))
     return JobService(tmp_path / "jobs", executor=FarmExecutor(redis.url))
 
 
@@ -132,7 +137,7 @@ def test_a_killed_worker_is_replaced_by_the_other_one(web, farm, tmp_path):
     assert info.status == "done" and info.done == info.total
     events = trail(redis.client, job_id)
     holders = _one_holder_at_a_time(events)
-    assert len(holders) == 2 and {e["worker"] for e in events} == {"w1", "w2"}
+    assert len(holders) == 2 and len({e["worker"] for e in events}) == 2 and events[-1]["worker"] != owner
     assert took < 120, f"the dead worker's job waited {took:.0f} s"
     got, expected = _chunks(web, job_id), _embedded_chunks(tmp_path, LONG)
     assert all(np.array_equal(a, b) for a, b in zip(got, expected)) and len(got) == len(expected)

@@ -16,7 +16,7 @@ from ..errors import BadInput, Unavailable
 from ..job.model import PRIORITIES, Manifest
 
 PREFIX = "vibevoice"
-KNOWN_ENGINES = ("kokoro", "piper", "vibevoice")
+KNOWN_ENGINES = ("kokoro", "piper", "vibevoice", "qwen3")
 LEASE_TTL = float(os.environ.get("VIBEVOICE_FARM_LEASE_TTL", "20"))  # seconds a silent holder keeps a job
 
 
@@ -38,8 +38,8 @@ def log_key(job_id: str) -> str:
 
 def engines_of(manifest: Manifest) -> list[str]:
     """The engines a job needs: its whole-script engine, or the engine of every speaker's voice."""
-    if manifest.settings.engine == "vibevoice":
-        return ["vibevoice"]
+    if manifest.settings.engine != "voices":  # a whole-script engine (vibevoice, qwen3)
+        return [manifest.settings.engine]
     return sorted({voice.engine for voice in manifest.voices.values()}) or ["kokoro"]
 
 

@@ -82,7 +82,8 @@ def _event(redis, job_id: str, holder: str, what: str, done: int | None = None) 
 
 
 def detect_engines() -> list[str]:
-    """Engines this box can run: Kokoro always; Piper when installed; VibeVoice when a checkpoint is set."""
+    """Engines this box can run: Kokoro always; Piper when installed; VibeVoice and Qwen3-TTS when their
+    checkpoints are configured ($VIBEVOICE_MODEL_DIR, $VIBEVOICE_QWEN3_MODEL_DIR)."""
     from .. import engines
     from ..engines import piper
 
@@ -90,6 +91,11 @@ def detect_engines() -> list[str]:
     model_dir = os.environ.get("VIBEVOICE_MODEL_DIR")
     if "vibevoice" in engines.available_engines() and model_dir and Path(model_dir).is_dir():
         found.append("vibevoice")
+    if "qwen3" in engines.available_engines():
+        from ..engines.qwen3.configuration import default_model_dir
+
+        if (qwen3_dir := default_model_dir()) and Path(qwen3_dir).is_dir():
+            found.append("qwen3")
     return found
 
 
