@@ -78,18 +78,12 @@ def tag_wav(data: bytes, provenance: Provenance, title: str) -> bytes:
 
 def tag_flac(data: bytes, provenance: Provenance, title: str) -> bytes:
     buffer = io.BytesIO(data)
-    flac = FLAC(buffer)
-    flac["TITLE"] = title
-    flac["COMMENT"] = provenance.summary()
-    for key, value in provenance.fields().items():
-        flac[key] = value
-    buffer.seek(0)
-    flac.save(buffer)
+    tag_flac_file(buffer, provenance, title)
     return buffer.getvalue()
 
 
 def tag_flac_file(fileobj, provenance: Provenance, title: str) -> None:
-    """``tag_flac`` for a FLAC file open for reading and writing (written in blocks, too long to hold):
+    """Tag a FLAC file open for reading and writing (also one written in blocks, too long to hold):
     mutagen edits the metadata in place and moves the audio in small pieces if the tags need room."""
     flac = FLAC(fileobj)
     flac["TITLE"] = title
