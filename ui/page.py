@@ -132,7 +132,7 @@ def build_page(service: JobService) -> gr.Blocks:
         gr.Markdown("# VibeVoice WebUI\nPaste a dialogue, give each speaker a voice, and generate a podcast.")
         c = Controls(job_id=gr.Textbox(visible=False, elem_id="vv-job-id"),  # a component: API clients get the id
                      remembered=gr.BrowserState({}, storage_key="vibevoice-voices"),
-                     planned=gr.JSON(None, visible=False))
+                     planned=gr.JSON({}, visible=False))
         with gr.Row():
             with gr.Column(scale=3):
                 _script_section(c)
