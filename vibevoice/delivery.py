@@ -134,10 +134,11 @@ def unsupported(plan: Plan | None, voices: dict[str, VoiceTemplate], speakers: d
             asks.append(f"the {voice.engine} engine cannot raise a question's end")
         for ask in asks:
             missing.setdefault(ask, []).append(item.line_index + 1)
-    return [f"{ask}: {_lines(numbers)}" for ask, numbers in missing.items()]
+    return [f"{ask}: {name_lines(numbers)}" for ask, numbers in missing.items()]
 
 
-def _lines(numbers: list[int]) -> str:
+def name_lines(numbers: list[int]) -> str:
+    """``lines 1, 4, 9 and 12 more``: the first ``MAX_LINES_NAMED`` line numbers of a note."""
     named = ", ".join(map(str, numbers[:MAX_LINES_NAMED]))
     more = len(numbers) - MAX_LINES_NAMED
     return f"line{'s' if len(numbers) > 1 else ''} {named}" + (f" and {more} more" if more > 0 else "")

@@ -40,8 +40,7 @@ def render_seconds(script: Script, voices: dict[str, VoiceTemplate], planner: st
 
 def engine_loaded(name: str) -> bool:
     """Whether this process already holds the engine's weights (a warm server, the second job)."""
-    engine = get_engine(name)
-    return getattr(engine, "_session", None) is not None or getattr(engine, "_voices", None)
+    return get_engine(name).loaded
 
 
 def planner_name(requested: str | None = None) -> str:

@@ -65,6 +65,11 @@ class Engine(ABC):
     # Part of every chunk's cache key: bump when the same input would give different audio.
     version: str = "1"
 
+    @property
+    def loaded(self) -> bool:
+        """Whether this process already holds the engine's weights (estimates: a warm start is cheaper)."""
+        return False
+
     def check_voice(self, voice: VoiceTemplate) -> None:
         """Raise ``BadInput`` with a user-facing reason when this engine cannot use ``voice``."""
         if voice.engine != self.capabilities.name:

@@ -130,6 +130,10 @@ class KokoroEngine(Engine):
         return np.asarray(out[0], np.float32).ravel(), frames
 
     @property
+    def loaded(self) -> bool:
+        return self._session is not None
+
+    @property
     def session(self):
         with self._load_lock:
             if self._session is None:

@@ -123,7 +123,7 @@ class Batched(LineByLine):
                 chunks.append(ChunkRecord(index=len(chunks), key=key, line_index=line.index, speaker=line.speaker,
                                           text=text, speed=round(wanted.speed, 4), instruct=instruct))
         self.notes = (f"the {self._engine.checkpoint.size} {self._engine.checkpoint.variant} model follows no "
-                      f"instructions: the delivery asked for is not performed ({delivery._lines(mute)})",) if mute else ()
+                      f"instructions: the delivery asked for is not performed ({delivery.name_lines(mute)})",) if mute else ()
         return chunks
 
     def prefetch(self, chunks: list[ChunkRecord], script: Script, voices: dict[str, VoiceTemplate]) -> None:
