@@ -5,13 +5,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent))
-from vibevoice_tiny import VOICE_SCRIPT, kv_heavy_checkpoint, measured_working_memory, speech_plan, tiny_dir  # noqa: E402
+from vibevoice_tiny import VOICE_SCRIPT, kv_heavy_checkpoint, measure_in_fresh_process, tiny_dir  # noqa: E402
 
 from vibevoice.engines.vibevoice import configuration  # noqa: E402
 from vibevoice.engines.vibevoice.preflight import GIB, estimate, kv_bytes_per_token, preflight  # noqa: E402
@@ -23,26 +22,18 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.mark.parametrize("frames,clip_samples", [(60, 0), (40, 48000)])
 def test_estimate_within_15_percent_of_measured(tmp_path_factory, frames, clip_samples):
-    from vibevoice.engines.vibevoice.processing import build_inputs, check_clip, conversation
-
     directory = kv_heavy_checkpoint(tmp_path_factory.getbasetemp() / "vibevoice-kv-heavy")
     checkpoint = configuration.inspect_checkpoint(directory)
-    model, processor = configuration.load(checkpoint, torch.device("cpu"), torch.float32, "sdpa")
-    script = parse_script(VOICE_SCRIPT)
-    clips = ({"Alice": check_clip(np.random.RandomState(0).randn(clip_samples).astype(np.float32) * 0.1, 24000)}
-             if clip_samples else {})
-    inputs = build_inputs(processor, [conversation(script.lines, {"Alice": "0", "Ben": "1"}, clips)])
-    prompt_measured, end_measured = measured_working_memory(model, inputs, speech_plan(frames + 10), frames,
-                                                            tmp_path_factory.mktemp("state"))
-    prompt_phase, end_phase = estimate(checkpoint.config, torch.float32, prompt_tokens=inputs["input_ids"].shape[1],
+    measured = measure_in_fresh_process(directory, frames, clip_samples, tmp_path_factory.mktemp("state"))
+    prompt_phase, end_phase = estimate(checkpoint.config, torch.float32, prompt_tokens=measured["prompt_tokens"],
                                        frames=frames, clip_samples=[clip_samples] if clip_samples else [],
                                        device_type="cpu", parameters=checkpoint.parameters)
-    weights = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+    weights = measured["weights"]
     assert prompt_phase[0].bytes == pytest.approx(weights, rel=1e-3)  # parameters; buffers are tiny
-    for measured, items in ((prompt_measured, prompt_phase), (end_measured, end_phase)):
+    for peak, items in ((measured["prompt_peak"], prompt_phase), (measured["end_peak"], end_phase)):
         working = sum(i.bytes for i in items) - weights  # what the estimator adds above the weights
-        assert 0.85 <= working / measured <= 1.15, (working, measured, items)
-    peak_measured = weights + max(prompt_measured, end_measured)
+        assert 0.85 <= working / peak <= 1.15, (working, peak, items)
+    peak_measured = weights + max(measured["prompt_peak"], measured["end_peak"])
     peak_estimated = max(sum(i.bytes for i in prompt_phase), sum(i.bytes for i in end_phase))
     assert 0.85 <= peak_estimated / peak_measured <= 1.15
 

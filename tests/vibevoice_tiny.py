@@ -248,3 +248,46 @@ def measured_working_memory(model, inputs, plan: list[int], frames: int, directo
 
     _, end_peak = measure_peak(last_chunk, after="last-chunk")
     return prompt_peak, end_peak
+
+
+def measure_in_fresh_process(directory: Path, frames: int, clip_samples: int, state_dir: Path) -> dict:
+    """:func:`measured_working_memory` for ``VOICE_SCRIPT`` in a new interpreter, one torch thread.
+
+    The profiler counts every CPU allocation and free in the process while it runs: in a long pytest
+    session a garbage collection of an earlier test's tensors, or another test's leftover thread,
+    landing inside the window skews the peak by megabytes. A fresh process has nothing else alive."""
+    import subprocess
+    import sys
+
+    code = ("import sys, json; sys.path.insert(0, sys.argv[1]); import vibevoice_tiny as t; "
+            "print(json.dumps(t._measure(*sys.argv[2:])))")
+    done = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent), str(directory), str(frames),
+                           str(clip_samples), str(state_dir)], capture_output=True, text=True, timeout=600)
+    if done.returncode:
+        raise AssertionError(done.stderr[-4000:])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _measure(directory: str, frames: str, clip_samples: str, state_dir: str) -> dict:
+    import gc
+
+    import numpy as np
+
+    from vibevoice.engines.vibevoice import configuration
+    from vibevoice.engines.vibevoice.processing import build_inputs, check_clip, conversation
+    from vibevoice.script import parse_script
+
+    torch.set_num_threads(1)
+    frames, clip_samples = int(frames), int(clip_samples)
+    checkpoint = configuration.inspect_checkpoint(Path(directory))
+    model, processor = configuration.load(checkpoint, torch.device("cpu"), torch.float32, "sdpa")
+    clips = ({"Alice": check_clip(np.random.RandomState(0).randn(clip_samples).astype(np.float32) * 0.1, 24000)}
+             if clip_samples else {})
+    inputs = build_inputs(processor, [conversation(parse_script(VOICE_SCRIPT).lines, {"Alice": "0", "Ben": "1"},
+                                                   clips)])
+    gc.collect()
+    gc.disable()  # a collection inside a profiled window would count old frees against the peak
+    prompt_peak, end_peak = measured_working_memory(model, inputs, speech_plan(frames + 10), frames, Path(state_dir))
+    weights = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+    return {"prompt_tokens": int(inputs["input_ids"].shape[1]), "weights": weights,
+            "prompt_peak": prompt_peak, "end_peak": end_peak}
