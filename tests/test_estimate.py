@@ -9,7 +9,8 @@ from vibevoice.script import parse_script
 from vibevoice.voices import assign_voices, load_templates
 
 
-def test_cold_costs_more_than_warm_and_length_scales(monkeypatch):
+def test_cold_costs_more_than_warm_and_length_scales(monkeypatch, tmp_path):
+    monkeypatch.setenv("VIBEVOICE_HOME", str(tmp_path))  # nothing learned yet: the reference constants
     short = parse_script("[A] Hello there, how are you?\n[B] Fine, thanks.\n")
     long = parse_script("[A] Hello there, how are you?\n[B] Fine, thanks.\n" * 20)
     voices = assign_voices(short.speakers, {}, {}, load_templates())
@@ -33,3 +34,34 @@ def test_release_forgets_loaded_models_but_not_failures(monkeypatch):
                                                  ("b",): local_model.ModelUnavailable("no")})
     assert local_model.release() == 1
     assert list(local_model._LOADED) == [("b",)]
+
+
+def test_a_finished_job_teaches_the_estimate_what_this_machine_takes(monkeypatch, tmp_path):
+    """A machine twice as slow as the reference (or shared with other work) is estimated as such after
+    one job; the load of a cold engine is taken out of what the render taught."""
+    monkeypatch.setenv("VIBEVOICE_HOME", str(tmp_path))
+    script = parse_script("[A] Hello there, how are you today?\n[B] Fine, thanks, and you?\n" * 10)
+    voices = assign_voices(script.speakers, {}, {}, load_templates())
+    before = estimate.render_seconds(script, voices, "rules", warm=True)
+    plan, render, export = 0.5, 60.0, 6.0
+    estimate.learn(script, voices, "rules", {"kokoro"}, plan, render + estimate.LOAD_SECONDS["kokoro"], export)
+    assert (tmp_path / "speed.json").is_file()
+    warm = estimate.render_seconds(script, voices, "rules", warm=True)
+    assert abs(warm - (plan + render + export)) < 1e-6 and warm != before
+    shorter = parse_script("[A] Hello there, how are you today?\n[B] Fine, thanks, and you?\n" * 5)
+    assert abs(estimate.render_seconds(shorter, voices, "rules", warm=True) - warm / 2) < 1e-6
+    slower = render / (before - plan - export)  # how much slower than the reference it proved
+    cold = estimate.render_seconds(script, voices, "rules", warm=False)
+    assert cold > warm and abs(cold - warm - estimate.LOAD_SECONDS["kokoro"] * slower) < 0.2 * cold
+
+
+def test_a_rendered_job_records_its_speed(monkeypatch, tmp_path):
+    from vibevoice.job.service import JobRequest, prepare, run
+
+    monkeypatch.setenv("VIBEVOICE_HOME", str(tmp_path))
+    job = prepare(tmp_path / "job", JobRequest(script="[A] Good morning, everyone, and welcome.\n"))
+    run(job, stems=False)
+    learned = estimate._learned()
+    assert {"render:kokoro", "export", "reference"} <= set(learned) and all(v > 0 for v in learned.values())
+    run(job, stems=False)  # nothing left to render (a resumed job's export): it teaches nothing
+    assert estimate._learned() == learned

@@ -31,7 +31,7 @@ from typing import ContextManager, Protocol
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .. import audit, delivery, paths, provenance
+from .. import audit, delivery, estimate, paths, provenance
 from ..audio import SAMPLE_RATE, fade, pcm16
 from ..errors import BadInput, Cancelled, Conflict, NotFound, RenderFailed, VibeVoiceError
 from ..export import export_job, job_provenance, layout, mp3_encoder, spoken_notice
@@ -113,15 +113,25 @@ def prepare(directory: Path, request: JobRequest, actor: str | None = None, job_
 def run(job: Job, output: Path | None = None, progress: Callable[[Progress], None] | None = None,
         stop: threading.Event | None = None, direct_progress: Callable[[int, int], None] | None = None,
         stems: bool | None = None, mp3_kbps: int = 96) -> dict[str, str]:
-    """Direct, render and export ``job``; return its outputs. A failed export marks the job failed."""
+    """Direct, render and export ``job``; return its outputs. A failed export marks the job failed.
+
+    A job rendered from scratch teaches the render-time estimate what this machine takes."""
+    planner = None if job.manifest.chunked else job.manifest.planner
+    cold = {v.engine for v in job.manifest.voices.values() if not estimate.engine_loaded(v.engine)}
+    t0 = time.monotonic()
     job.direct(progress=direct_progress)
+    t1, whole = time.monotonic(), len(job.pending) == len(job.manifest.chunks)
     job.render(progress=progress, stop=stop)
+    t2 = time.monotonic()
     if output is None:
         name = slug(job.manifest.title or first_words(job))[:40].strip("-") or "podcast"
         output = job.dir / "out" / f"{name}.mp3"
     try:
-        return export_job(job, output, stems=len(job.script.speakers) > 1 if stems is None else stems,
-                          mp3_kbps=mp3_kbps)
+        outputs = export_job(job, output, stems=len(job.script.speakers) > 1 if stems is None else stems,
+                             mp3_kbps=mp3_kbps)
+        if whole:
+            estimate.learn(job.script, job.manifest.voices, planner, cold, t1 - t0, t2 - t1, time.monotonic() - t2)
+        return outputs
     except Exception as err:  # noqa: BLE001 — recorded on the job, then raised as a render failure
         reason = str(err) if isinstance(err, (VibeVoiceError, OSError)) else f"{type(err).__name__}: {err}"
         job.set_status("failed", f"export failed: {reason}; the rendered chunks are kept, resume to retry")
