@@ -107,3 +107,28 @@ def test_a_model_directory_can_be_configured(settings, loaded, monkeypatch):
     assert custom.model == str(converted)
     plan = make_plan(parse_script("[A] I can't believe we won the whole thing!"), "local", settings=custom)
     assert plan.fallbacks == {} and plan.model.startswith(converted.name)
+
+
+def test_int8_director_is_quantised_layer_by_layer_with_the_same_numbers(tmp_path):
+    """The planner's model is quantised one layer at a time from float16 (no float32 copy of the whole
+    model in memory): the logits equal torch's quantize_dynamic on the float32 model, tied head included."""
+    import warnings
+
+    import torch
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
+    LlamaForCausalLM(config).to(torch.float16).save_pretrained(tmp_path)
+    ids = torch.randint(0, 300, (1, 12))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = quantize_dynamic(LlamaForCausalLM.from_pretrained(tmp_path, dtype=torch.float32).eval(),
+                                     {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
+    ours = local_model._int8(LlamaForCausalLM.from_pretrained(tmp_path, dtype=torch.float16).eval())
+    assert not any(type(m) is torch.nn.Linear for m in ours.modules())
+    assert all(p.dtype == torch.float32 for p in ours.parameters())
+    with torch.no_grad():
+        assert torch.equal(reference(ids).logits, ours(ids).logits)
