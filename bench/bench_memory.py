@@ -9,7 +9,11 @@ also measures ``export.assemble`` (the whole programme in memory, the pre-stream
 comparison, skipped over 10 minutes (it would need ~10 GB). ``--render`` adds a real render's peak
 RSS for the shortest length (Kokoro loaded, director off). ``--chunks-from JOB_DIR`` skips rendering:
 the lines of an already rendered job are repeated to each length, four speakers reusing its voices.
-Run: ``.venv/bin/python bench/bench_memory.py [--minutes 1 10 90] [--in-memory] [--render]``.
+``--plan`` measures the local director planning the longest script (its peak and what is left after it
+lets its model go); ``--server N`` starts ``python app.py``, runs N small jobs through the API (local
+director, Kokoro) and prints the server's RSS after start, at its peak and idle after the jobs.
+Run: ``.venv/bin/python bench/bench_memory.py [--minutes 1 10 90] [--in-memory] [--render] [--plan]
+[--server 3]``.
 """
 
 from __future__ import annotations
@@ -126,9 +130,62 @@ def measure_render(minutes: float) -> dict:
                 "chunks": len(job.manifest.chunks), "speech": sum(c.samples for c in job.manifest.chunks) / 24000}
 
 
-def _child(*args: str) -> dict:
+def measure_plan(minutes: float) -> dict:
+    from vibevoice import delivery
+    from vibevoice.script import parse_script
+
+    script = parse_script(make_script(minutes))
+    base = _rss_mib()
+    t0 = time.perf_counter()
+    plan = delivery.direct(script, "local")
+    return {"base": base, "peak": _peak_mib(), "after": _rss_mib(), "wall": time.perf_counter() - t0,
+            "lines": len(script.lines), "planner": plan.planner if plan else "none"}
+
+
+def server_idle(jobs: int) -> None:
+    """RSS of a running app: after start (the warm-up loads Kokoro), its peak while ``jobs`` small jobs
+    run one after another (the local director loads for each), and idle 10 s after the last."""
+    import threading
+    import urllib.request
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from conftest import Server
+
+    server = Server(Path(tempfile.mkdtemp()), env={"VIBEVOICE_PLANNER": "local"}).start()
+    def rss() -> float:
+        status = Path(f"/proc/{server.proc.pid}/status").read_text().splitlines()
+        return next((int(ln.split()[1]) / 1024 for ln in status if ln.startswith("VmRSS")), 0.0)
+
+    peak, done = [0.0], threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.2):
+            peak[0] = max(peak[0], rss())
+
+    try:
+        while "ready in" not in (server.home / "server.out").read_text() + server.log.read_text():
+            time.sleep(0.5)
+        started = rss()
+        threading.Thread(target=watch, daemon=True).start()
+        for n in range(jobs):
+            body = json.dumps({"script": f"[A] Job {n + 1}: welcome back to the show.\n[B] Thanks, glad to be here!\n"})
+            request = urllib.request.Request(f"{server.url}/v1/jobs", data=body.encode(),
+                                             headers={"Content-Type": "application/json"})
+            job_id = json.loads(urllib.request.urlopen(request).read())["id"]
+            while json.loads(urllib.request.urlopen(f"{server.url}/v1/jobs/{job_id}").read())["status"] not in (
+                    "done", "failed", "interrupted"):
+                time.sleep(0.3)
+        time.sleep(10)
+        print(f"server | after start (Kokoro warm) {started:6.0f} MiB | peak over {jobs} jobs {peak[0]:6.0f} MiB | "
+              f"idle after them {rss():6.0f} MiB")
+    finally:
+        done.set()
+        server.kill()
+
+
+def _child(*args: str, planner: str = "none") -> dict:
     out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=True,
-                         env={**os.environ, "VIBEVOICE_PLANNER": "none"})
+                         env={**os.environ, "VIBEVOICE_PLANNER": planner})
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -138,14 +195,27 @@ def main() -> None:
     parser.add_argument("--in-memory", action="store_true", help="also measure the in-memory assembly (≤ 10 min)")
     parser.add_argument("--render", action="store_true", help="also measure a real render of the shortest length")
     parser.add_argument("--chunks-from", type=Path, help="a rendered job whose chunks to repeat (no rendering)")
+    parser.add_argument("--plan", action="store_true", help="the local director planning the longest script")
+    parser.add_argument("--server", type=int, metavar="JOBS", help="the app's RSS after start, over N jobs, idle")
+    parser.add_argument("--skip-export", action="store_true", help="no export measurements")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         kind, value = args.child
-        result = measure_render(float(value)) if kind == "render" else measure_export(Path(value), kind == "memory")
+        result = (measure_render(float(value)) if kind == "render" else measure_plan(float(value)) if kind == "plan"
+                  else measure_export(Path(value), kind == "memory"))
         print(json.dumps(result))
         return
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    if args.server:
+        server_idle(args.server)
+    if args.plan:
+        r = _child("plan", str(max(args.minutes)), planner="local")
+        print(f"{max(args.minutes):>5g} min | {r['lines']:>5} lines  | director ({r['planner']}) | peak RSS "
+              f"{r['peak']:6.0f} MiB (after imports {r['base']:4.0f}, after planning {r['after']:4.0f}) | "
+              f"wall {r['wall']:6.1f} s")
+    if args.skip_export:
+        return
     with tempfile.TemporaryDirectory() as tmp:
         jobs = build_from(args.chunks_from, Path(tmp), args.minutes) if args.chunks_from else \
             build(Path(tmp), args.minutes)

