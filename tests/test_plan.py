@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import typer
@@ -10,6 +11,7 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from vibevoice.cli.plan import plan_command
+from vibevoice.errors import BadInput
 from vibevoice.plan import PLANNERS, LinePlan, Plan, PlanError, PlannerSettings, load_plan, make_plan, rules
 from vibevoice.plan.base import blocks
 from vibevoice.script import parse_script
@@ -234,3 +236,28 @@ def test_plan_command_prints_a_table_and_json(tmp_path):
     assert [lp.sentence_type for lp in plan.lines] == ["exclamation", "question"]
     bad = runner.invoke(app, [str(tmp_path / "missing.txt"), "--planner", "rules"])
     assert bad.exit_code == 2
+
+
+def test_the_director_in_a_child_process_plans_the_same_and_reports_progress():
+    """The local director runs in a child so its memory leaves with it; what comes back is the plan the
+    same planner makes in-process, and progress arrives line by line."""
+    from vibevoice.plan import process
+
+    script = parse_script("[A] (laughs) That was brilliant!\n[B] Was it? I am not so sure.\n[A] Come on.\n")
+    seen = []
+    plan = process.plan_in_child(script, "rules", progress=lambda done, total: seen.append((done, total)))
+    assert plan == make_plan(script, "rules")
+    assert seen and seen[-1] == (3, 3)
+    with pytest.raises(BadInput, match="unknown planner"):
+        process.plan_in_child(script, "oracle")
+
+
+def test_a_director_process_that_dies_costs_the_plan_not_the_job(monkeypatch):
+    from vibevoice.plan import process
+
+    monkeypatch.setattr(process, "CHILD", [sys.executable, "-c", "import os; os._exit(9)"])
+    script = parse_script("[A] Hello there.\n[B] Hi!\n")
+    plan = process.plan_in_child(script, "local")
+    assert plan.planner == "rules" and plan.lines == make_plan(script, "rules").lines
+    assert plan.fallbacks == {0: "the director's process ended without a plan (exit code 9)",
+                              1: "the director's process ended without a plan (exit code 9)"}

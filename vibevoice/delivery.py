@@ -58,12 +58,14 @@ def direct(script: Script, planner: str, speaker_hints: dict[str, str] | None = 
     """Ask the director for a plan; a speaker's emotion hint from the page joins each of their lines' hints."""
     if planner == NO_PLANNER:
         return None
-    from .plan import make_plan, release_models  # the planners load language models: only when asked for
+    from .plan import make_plan, process, release_models  # the planners load language models: only when asked for
 
     if speaker_hints:
         lines = [line.model_copy(update={"hints": [*line.hints, speaker_hints[line.speaker]]})
                  if speaker_hints.get(line.speaker) else line for line in script.lines]
         script = script.model_copy(update={"lines": lines})
+    if process.wanted(planner):  # a local model's memory leaves with its process (plan/process.py)
+        return process.plan_in_child(script, planner, progress)
     try:
         return make_plan(script, planner, progress=progress)
     finally:
