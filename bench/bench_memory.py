@@ -9,8 +9,9 @@ also measures ``export.assemble`` (the whole programme in memory, the pre-stream
 comparison, skipped over 10 minutes (it would need ~10 GB). ``--render`` adds a real render's peak
 RSS for the shortest length (Kokoro loaded, director off). ``--chunks-from JOB_DIR`` skips rendering:
 the lines of an already rendered job are repeated to each length, four speakers reusing its voices.
-``--plan`` measures the local director planning the longest script (its peak and what is left after it
-lets its model go); ``--server N`` starts ``python app.py``, runs N small jobs through the API (local
+``--plan`` measures the local director planning the longest script, in the measuring process itself
+(``VIBEVOICE_DIRECTOR_PROCESS=0``; a job runs it in a child process of its own): its peak, and what
+is left after it lets its model go; ``--server N`` starts ``python app.py``, runs N small jobs through the API (local
 director, Kokoro) and prints the server's RSS after start, at its peak and idle after the jobs.
 Run: ``.venv/bin/python bench/bench_memory.py [--minutes 1 10 90] [--in-memory] [--render] [--plan]
 [--server 3]``.
@@ -185,7 +186,7 @@ def server_idle(jobs: int) -> None:
 
 def _child(*args: str, planner: str = "none") -> dict:
     out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=True,
-                         env={**os.environ, "VIBEVOICE_PLANNER": planner})
+                         env={**os.environ, "VIBEVOICE_PLANNER": planner, "VIBEVOICE_DIRECTOR_PROCESS": "0"})
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -143,6 +143,31 @@ def test_a_killed_worker_is_replaced_by_the_other_one(web, farm, tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(got, expected)) and len(got) == len(expected)
 
 
+def test_a_job_whose_every_render_process_dies_ends_failed_not_rendering_forever(web, farm):
+    """RQ stops redelivering after its retries; the job then says so instead of "rendering" for ever."""
+    from vibevoice.farm.executor import RETRIES
+
+    redis, _ = farm
+    job_id = web.submit(JobRequest(script=LONG, planner="none")).id
+    killed: set[int] = set()
+    deadline = time.monotonic() + 240
+    while (info := web.info(job_id)).status in ACTIVE:
+        assert time.monotonic() < deadline, f"still {info.status} after {len(killed)} kills: {info}"
+        pid = holder_pid(redis.client, job_id)
+        if pid and pid not in killed:
+            try:
+                os.kill(pid, 9)
+                killed.add(pid)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.05)
+    assert info.status == "failed" and len(killed) == RETRIES + 1, (info, killed)
+    assert f"gave up after {RETRIES + 1} tries" in info.message and "resume to retry" in info.message
+    assert info.done < info.total  # and what was rendered is kept for the resume
+    assert web.resume(job_id).status == "queued"
+    assert _wait(web, job_id).status == "done"
+
+
 def test_cancel_queued_and_running_jobs_and_priorities(web, farm):
     redis, _ = farm
     busy = [web.submit(JobRequest(script=LONG, planner="none")).id for _ in range(2)]

@@ -41,9 +41,35 @@ class FarmExecutor:
         self.redis.delete(keys.cancel_key(m.job_id))
         queue = Queue(keys.queue_name(m.priority, keys.engines_of(m)), connection=self.redis,
                       serializer=JSONSerializer)
+        delivery = f"{job.dir.name}-{time.time_ns()}"
+        self.redis.set(keys.delivery_key(m.job_id), delivery, ex=RESULT_TTL)
         queue.enqueue_call("vibevoice.farm.worker.render", args=(str(self.root.resolve()), job.dir.name),
                            timeout=-1, result_ttl=RESULT_TTL, failure_ttl=RESULT_TTL, retry=Retry(max=RETRIES),
-                           job_id=f"{job.dir.name}-{time.time_ns()}", description=f"render {job.dir.name}")
+                           job_id=delivery, description=f"render {job.dir.name}")
+
+    def abandoned(self, job: Job) -> str | None:
+        """Why the farm stopped trying to render ``job`` (every delivery's render process died), or None.
+
+        RQ marks its job failed when the retries are spent, but nothing then writes the manifest: the
+        worker that would have was the one that died. Without this the job said "rendering" forever."""
+        from rq.exceptions import NoSuchJobError
+        from rq.job import Job as Delivery
+        from rq.job import JobStatus
+        from rq.serializers import JSONSerializer
+
+        delivery = self.redis.get(keys.delivery_key(job.manifest.job_id))
+        if delivery is None:
+            return None
+        try:
+            found = Delivery.fetch(delivery.decode(), connection=self.redis, serializer=JSONSerializer)
+        except NoSuchJobError:
+            return None
+        if found.get_status() != JobStatus.FAILED:
+            return None
+        result = found.latest_result()
+        last = (result.exc_string or "").strip().splitlines()[-1:] if result else []
+        return (f"the farm gave up after {RETRIES + 1} tries, each render process died"
+                + (f" (the last: {last[0][:200]})" if last else ""))
 
     def cancel(self, job: Job) -> None:
         """Flag it (a worker rendering it stops at its next chunk); if no worker holds it, mark it here."""

@@ -32,6 +32,11 @@ def progress_key(job_id: str) -> str:
     return f"{PREFIX}:progress:{job_id}"
 
 
+def delivery_key(job_id: str) -> str:
+    """The RQ job of the job's latest submission (the web side asks it whether the farm gave up)."""
+    return f"{PREFIX}:delivery:{job_id}"
+
+
 def log_key(job_id: str) -> str:
     return f"{PREFIX}:log:{job_id}"
 

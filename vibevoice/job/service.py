@@ -179,6 +179,8 @@ class Executor(Protocol):
 
     def wait_change(self, timeout: float) -> None: ...  # return early when some job moved on
 
+    def abandoned(self, job: Job) -> str | None: ...  # why nobody will ever finish this active job, if so
+
 
 class LocalExecutor:
     """Queued jobs rendered by ``workers`` threads in this process, by priority, then submission order.
@@ -230,6 +232,9 @@ class LocalExecutor:
         if job_id in self._running:
             raise Conflict(f"job {job_id} is still stopping (its current chunk takes a while); try again in a moment")
         return contextlib.nullcontext()
+
+    def abandoned(self, job: Job) -> str | None:
+        return None  # a worker thread records every outcome on the job itself (``run_queued``)
 
     def wait_change(self, timeout: float) -> None:
         with self._changed:
@@ -306,6 +311,9 @@ class JobService:
     def info(self, job_id: str) -> JobInfo:
         job = Job.open(self._dir(job_id))
         m = job.manifest
+        if m.status in ACTIVE and self.executor.live(job_id) is None and (reason := self.executor.abandoned(job)):
+            job = self._give_up(job_id, reason)
+            m = job.manifest
         live = self.executor.live(job_id) if m.status in ACTIVE else None
         message = (self.executor.waiting(job) if m.status == "queued" else None) or m.message
         return JobInfo(
@@ -317,6 +325,17 @@ class JobService:
             outputs=sorted(m.outputs), created=m.created,
             notes=[f"content filter: {f}" for f in m.content_flags] + [f"QA: {x}" for x in gate.summary(m.chunks)],
         )
+
+    def _give_up(self, job_id: str, reason: str) -> Job:
+        """Record that the executor gave the job up, unless someone took it meanwhile."""
+        try:
+            with self.executor.holding(job_id, wait=0.5):
+                job = Job.open(self._dir(job_id))
+                if job.manifest.status in ACTIVE:
+                    job.set_status("failed", f"{reason}; finished chunks are kept, resume to retry")
+                return job
+        except Conflict:  # a worker holds it after all: it is not abandoned
+            return Job.open(self._dir(job_id))
 
     def list(self) -> list[JobInfo]:
         found = []
