@@ -34,7 +34,8 @@ def distinct_script(minutes: float, variant: int) -> str:
     texts = [t for t in texts if all("\u4e00" > ch for ch in t)]  # English only
     lines, seconds, i = [], 0.0, 0
     while seconds < minutes * 60:
-        a, b = texts[(i + variant * 37) % len(texts)], texts[(i * 7 + 3 + variant) % len(texts)]
+        n = len(texts)
+        a, b = texts[(i + variant * 37) % n], texts[(i * 7 + 3 + variant + i // n) % n]
         text = a if i < len(texts) and variant == 0 else f"{a} {b}"
         lines.append(f"[{SPEAKERS[i % 4]}] {text}")
         seconds += len(text) / 15 + 0.4
