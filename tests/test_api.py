@@ -160,6 +160,33 @@ def test_server_restart_mid_job_then_resume(tmp_path):
     assert info["status"] == "done" and info["done"] == info["total"] == 12
 
 
+def test_an_update_keeps_the_users_direction_of_unchanged_lines_unless_replan(server):
+    """PUT with one line edited: the line the user directed keeps its emotion (and its audio); with
+    ``replan`` the director plans every line again."""
+    script = "[Host] Welcome to the show.\n[Guest] Thanks, it is great to be here.\n[Host] Let us begin.\n"
+    _, body = _http(server, "POST", "/v1/jobs", {"script": script, "planner": "rules"})
+    job_id = json.loads(body)["id"]
+    assert _wait_done(server, job_id)["status"] == "done"
+    assert _http(server, "POST", f"/v1/jobs/{job_id}/lines/1/rerender", {"emotion": "sad"})[0] == 200
+    assert _wait_done(server, job_id)["status"] == "done"
+    manifest = server.home / "jobs" / job_id / "job.json"
+
+    def line_one() -> tuple[str, str]:
+        m = json.loads(manifest.read_text())
+        return m["plan"]["lines"][0]["emotion"], next(c["key"] for c in m["chunks"] if c["line_index"] == 0)
+
+    directed = line_one()
+    assert directed[0] == "sad"
+    edited = script.replace("Let us begin.", "Let us begin, then.")
+    assert _http(server, "PUT", f"/v1/jobs/{job_id}", {"script": edited, "planner": "rules"})[0] == 200
+    assert _wait_done(server, job_id)["status"] == "done"
+    assert line_one() == directed
+    status, body = _http(server, "PUT", f"/v1/jobs/{job_id}", {"script": edited, "planner": "rules", "replan": True})
+    assert status == 200, body
+    assert _wait_done(server, job_id)["status"] == "done"
+    assert line_one()[0] == "neutral" and line_one()[1] != directed[1]
+
+
 def test_rerender_one_line_slower_reassembles(server):
     _, body = _http(server, "POST", "/v1/jobs", {"script": DIALOGUE})
     job_id = json.loads(body)["id"]

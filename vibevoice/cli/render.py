@@ -58,6 +58,8 @@ def render(
     max_minutes: Annotated[float, typer.Option(min=0.1, max=90.0, help="stop after this much audio")] = 90.0,
     planner: Annotated[Optional[str], typer.Option(help="director: auto, rules, local, http or none "
                                                    "(default: $VIBEVOICE_PLANNER or auto)")] = None,
+    replan: Annotated[bool, typer.Option("--replan", help="with --resume: the director plans every line again "
+                                         "(default: unchanged lines keep their plan and audio)")] = False,
     qa: Annotated[bool, typer.Option("--qa", help="hear every take (Whisper, speaker encoder; needs the qa extra) "
                                      "and re-render the ones with wrong words or the wrong voice")] = False,
     retakes: Annotated[int, typer.Option(min=0, max=5, help="with --qa: re-renders allowed per failing chunk")] = 2,
@@ -74,7 +76,7 @@ def render(
                          cfg_scale=cfg, diffusion_steps=steps, temperature=temperature, top_p=top_p, top_k=top_k,
                          repetition_penalty=repetition_penalty, batch_size=batch_size, max_minutes=max_minutes,
                          content_filter=content_filter, content_review=content_review, qa=qa, qa_retakes=retakes)
-    job = _prepare(text, voice, settings, planner, job_dir, kept)
+    job = _prepare(text, voice, settings, planner, job_dir, kept, replan)
     _print_job(job)
     _render_job(job, f"vibevoice render {script} -o {output} --job-dir {job_dir} --resume", output, stems, mp3_kbps)
     if qa:
@@ -101,10 +103,10 @@ def _settings(engine: str, model_dir: str | None, **values) -> RenderSettings:
 
 
 def _prepare(text: bytes, voice: list[str] | None, settings: RenderSettings, planner: str | None, job_dir: Path,
-             kept: dict[str, str]) -> Job:
+             kept: dict[str, str], replan: bool = False) -> Job:
     try:
         request = service.JobRequest(script=text.decode("utf-8-sig"), voices=parse_assignment(voice or []),
-                                     settings=settings, planner=planner or delivery.default_planner())
+                                     settings=settings, planner=planner or delivery.default_planner(), replan=replan)
         return service.prepare(job_dir, request, actor=audit.local_actor(), voice_ids=kept)
     except (BadInput, Unavailable) as error:
         fail(str(error))

@@ -58,6 +58,8 @@ class JobRequest(BaseModel):
     planner: str | None = Field(default=None, description="auto, rules, local, http or none (default: "
                                 "$VIBEVOICE_PLANNER or auto); ignored when a plan is given")
     speaker_hints: dict[str, str] = Field(default_factory=dict, description="speaker → delivery hint for the director")
+    replan: bool = Field(default=False, description="on an update, have the director plan every line again "
+                         "(default: lines whose text, speaker and hints did not change keep their plan and audio)")
     title: str = Field(default="", max_length=120)
     priority: Priority = Field(default="default", description="high, default or low: a short preview (high) "
                                "starts before a long job (default) that was queued earlier")
@@ -102,7 +104,7 @@ def prepare(directory: Path, request: JobRequest, actor: str | None = None, job_
     voices = assign_voices(script.speakers, script.speaker_languages(), requested, load_templates(), engines)
     plan = load_plan(request.plan.model_dump(), script) if request.plan else None
     job = Job.create(directory, request.script, voices, request.settings, plan, actor=actor, job_id=job_id,
-                     planner=None if plan else (request.planner or delivery.default_planner()))
+                     planner=None if plan else (request.planner or delivery.default_planner()), replan=request.replan)
     job.manifest.title = request.title or job.manifest.title
     job.manifest.priority = request.priority
     job.manifest.speaker_hints = request.speaker_hints
