@@ -31,6 +31,8 @@ def findings(text: str, mode: str = "block"):
     ("There's a bomb in the train station.", "violent-threat"),
     ("I'm going to shoot up the school on Friday.", "violent-threat"),
     ("Here's how to make a pipe bomb: you will need a pipe.", "weapon-instructions"),
+    ("Instructions for making a bomb were found. Here is how to make a bomb, you will need a pipe.",
+     "weapon-instructions"),  # a report first does not excuse the recipe after it
     ("How to poison your husband slowly: a little every day.", "weapon-instructions"),
     ("You should kill yourself.", "self-harm-encouragement"),
     ("Why don't you just kill yourself, loser.", "self-harm-encouragement"),
@@ -82,6 +84,8 @@ def test_milder_categories_are_flagged_not_blocked(line, category):
     "这个应用真是杀手级的功能。",
     "The dead battery killed the car.",
     "Children need sleep, and naked flames are dangerous near them.",
+    "Police said instructions for making a bomb were found in the flat.",  # the news, not a recipe
+    "Investigators found instructions for building explosives on his laptop.",
 ])
 def test_benign_look_alikes_are_not_reported(line):
     assert findings(f"[A] {line}\n") == []
