@@ -54,3 +54,27 @@ def test_qa_command_table_and_clear_errors(rendered_job, tmp_path):
     assert empty.exit_code == 2 and "holds no job" in empty.output
     unknown = CliRunner().invoke(_app(), ["qa", str(job.dir), "-m", "vibes"])
     assert unknown.exit_code == 2 and "unknown metric" in unknown.output
+
+
+def test_seams_and_true_peak_are_read_from_the_exported_file_in_blocks(rendered_job):
+    """The report reads the exported WAV piece by piece (a 90-minute programme is never held whole) and
+    finds what the in-memory measurement of the assembled programme finds."""
+    import soundfile as sf
+
+    from vibevoice.audio import SAMPLE_RATE
+    from vibevoice.qa import loudness
+    from vibevoice.qa.seams import find_seams, find_seams_streamed, job_joins
+
+    job, outputs = rendered_job
+    programme = sf.read(outputs["wav"], dtype="float32")[0]
+    programme[SAMPLE_RATE] += 0.4  # a click at a point no join is near: not a seam
+    joins, planned = job_joins(job)
+    at = joins[1]
+    programme[at] += 0.3  # a click right at a join: a seam
+    read = lambda lo, hi: programme[lo:hi]  # noqa: E731
+    whole = find_seams(programme, joins, planned, SAMPLE_RATE)
+    assert [s.kind for s in whole] == ["click"]
+    for block in (4096, 1 << 20):
+        assert find_seams_streamed(read, programme.size, joins, planned, SAMPLE_RATE, block=block) == whole
+        assert loudness.true_peak_db_streamed(read, programme.size, SAMPLE_RATE, block=block) == \
+            loudness.true_peak_db(programme, SAMPLE_RATE)

@@ -13,6 +13,7 @@ speaker's median rate at factor 1, times the line's factor.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 import numpy as np
 import soxr
@@ -37,6 +38,18 @@ def lufs(audio: np.ndarray, sample_rate: int) -> float | None:
 def true_peak_db(audio: np.ndarray, sample_rate: int) -> float:
     over = soxr.resample(np.asarray(audio, np.float32), sample_rate, 4 * sample_rate)
     peak = float(np.abs(over).max()) if over.size else 0.0
+    return round(20 * np.log10(max(peak, 1e-9)), 2)
+
+
+def true_peak_db_streamed(read, total: int, sample_rate: int, block: int = 1 << 20) -> float:
+    """``true_peak_db`` of a programme read piece by piece; each piece is oversampled with a little of
+    its neighbours, which is then dropped, so the edges see the same filter as the middle."""
+    context, peak = 256, 0.0
+    for lo in range(0, total, block):
+        a, z = max(0, lo - context), min(total, lo + block + context)
+        over = soxr.resample(np.asarray(read(a, z), np.float32), sample_rate, 4 * sample_rate)
+        inner = over[4 * (lo - a):4 * (min(total, lo + block) - a)]
+        peak = max(peak, float(np.abs(inner).max()) if inner.size else 0.0)
     return round(20 * np.log10(max(peak, 1e-9)), 2)
 
 
@@ -71,10 +84,21 @@ def rate_vs_plan(rates: list[float | None], speakers: list[str], factors: list[f
     return [round(r / (base[s] * f), 3) if r and s in base else None for r, s, f in zip(rates, speakers, factors)]
 
 
-def speaker_loudness(line_audio: list[np.ndarray], speakers: list[str], sample_rate: int) -> dict[str, float | None]:
-    """Integrated loudness of each speaker's lines joined together."""
-    return {s: lufs(np.concatenate([a for a, who in zip(line_audio, speakers) if who == s]), sample_rate)
-            for s in dict.fromkeys(speakers)}
+def speaker_loudness(line_audio: Iterable[np.ndarray], speakers: list[str], sample_rate: int) -> dict[str, float | None]:
+    """Integrated loudness of each speaker's lines joined together, measured line by line (a 90-minute
+    programme's lines are never all in memory at once)."""
+    from ..loudness import LoudnessMeter
+
+    meters = {s: LoudnessMeter(sample_rate) for s in dict.fromkeys(speakers)}
+    voiced = dict.fromkeys(meters, False)
+    for audio, who in zip(line_audio, speakers):
+        meters[who].add(audio)
+        voiced[who] = voiced[who] or bool(np.any(audio))
+    out = {}
+    for who, meter in meters.items():
+        value = meter.integrated() if voiced[who] and meter.samples >= MIN_LUFS_SECONDS * sample_rate else None
+        out[who] = round(value, 2) if value is not None and np.isfinite(value) else None
+    return out
 
 
 def spread(values: dict[str, float | None]) -> float | None:

@@ -1,22 +1,25 @@
 """Every metric over a finished job: one row per script line, summaries per speaker and overall.
 
 A line is scored on its own audio: its chunk (or its chunks, joined, for a long line split in
-pieces), or its span inside the single chunk of a whole-script engine. Seams and true peak are
-measured on the assembled programme, where joins and the limiter are. Each metric can be left out
+pieces), or its span inside the single chunk of a whole-script engine, read when it is scored. Seams
+and true peak are measured on the exported WAV, where joins and the limiter are, block by block, so
+a 90-minute report needs no more memory than a short one. Each metric can be left out
 (``metrics=``) and the time every metric took is kept, so the cost of a check is visible too.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 from pydantic import BaseModel, Field
 
 from ..audio import SAMPLE_RATE
 from ..errors import BadInput, Conflict
+from ..job.model import ChunkRecord
 from ..job.runner import Job
 from . import gate, loudness
 from .seams import Seam
@@ -135,16 +138,32 @@ def score_job(job_dir: Path, metrics: tuple[str, ...] | list[str] = METRICS,
                      retakes=gate.summary(job.manifest.chunks), **extra)
 
 
-def line_audio(job: Job) -> dict[int, np.ndarray]:
-    """Each script line's own audio: its chunks joined, or its span in a whole-script chunk."""
-    pieces: dict[int, list[np.ndarray]] = {}
-    for chunk in job.manifest.chunks:
-        audio = job.chunk_audio(chunk)
-        for line_index, start, end in chunk.spans or [(chunk.line_index, 0, audio.size)]:
-            pieces.setdefault(line_index, []).append(audio[start:end])
-    gap = np.zeros(int(0.2 * SAMPLE_RATE), np.float32)
-    return {ln.index: np.concatenate([p for piece in pieces.get(ln.index, []) for p in (piece, gap)][:-1] or
-                                     [np.zeros(0, np.float32)]) for ln in job.script.lines}
+class LineAudio(Mapping):
+    """Each script line's own audio, read from its chunk files when asked for (never all at once: the
+    lines of a 90-minute programme are 0.5 GB of float32): its chunks joined with 0.2 s between them,
+    or its span in a whole-script chunk."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.pieces: dict[int, list[tuple[ChunkRecord, int | None, int | None]]] = {}
+        for chunk in job.manifest.chunks:
+            for line_index, start, end in chunk.spans or [(chunk.line_index, None, None)]:
+                self.pieces.setdefault(line_index, []).append((chunk, start, end))
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        parts = [self.job.chunk_audio(chunk)[start:end] for chunk, start, end in self.pieces.get(index, [])]
+        gap = np.zeros(int(0.2 * SAMPLE_RATE), np.float32)
+        return np.concatenate([p for part in parts for p in (part, gap)][:-1] or [np.zeros(0, np.float32)])
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(line.index for line in self.job.script.lines)
+
+    def __len__(self) -> int:
+        return len(self.job.script.lines)
+
+
+def line_audio(job: Job) -> LineAudio:
+    return LineAudio(job)
 
 
 def _intelligibility(job, rows, audio, progress) -> None:
@@ -192,18 +211,36 @@ def _loudness(job, rows, audio, progress) -> dict:
     factors = [plans[r.index].rate if r.index in plans else 1.0 for r in rows]
     for row, ratio in zip(rows, loudness.rate_vs_plan([r.rate for r in rows], [r.speaker for r in rows], factors)):
         row.rate_vs_plan = ratio
-    per_speaker = loudness.speaker_loudness([audio[r.index] for r in rows], [r.speaker for r in rows], SAMPLE_RATE)
+    per_speaker = loudness.speaker_loudness((audio[r.index] for r in rows), [r.speaker for r in rows], SAMPLE_RATE)
     return {"loudness_spread": loudness.spread(per_speaker)}
 
 
 def _seams(job, rows, audio, progress) -> dict:
-    from ..export import assemble
-    from .seams import find_seams, job_joins
+    """Seams and true peak of the exported WAV (what the listener gets), read in blocks; a job that was
+    never exported is assembled in memory instead."""
+    from .seams import job_joins
 
-    programme = assemble(job).audio
     joins, planned = job_joins(job)
-    return {"seams": find_seams(programme, joins, planned, SAMPLE_RATE),
-            "true_peak_db": loudness.true_peak_db(programme, SAMPLE_RATE)}
+    wav = job.manifest.outputs.get("wav")
+    path = job.dir / wav if wav else None
+    if path is None or not path.is_file() or sf.info(str(path)).frames != planned[-1][1]:  # none, or stale
+        from ..export import assemble
+
+        programme = assemble(job).audio
+        return _programme_seams(lambda lo, hi: programme[lo:hi], programme.size, joins, planned)
+    with sf.SoundFile(str(path)) as f:
+        def read(lo: int, hi: int) -> np.ndarray:
+            f.seek(lo)
+            return f.read(hi - lo, dtype="float32", always_2d=True)[:, 0]
+
+        return _programme_seams(read, f.frames, joins, planned)
+
+
+def _programme_seams(read, total: int, joins, planned) -> dict:
+    from .seams import find_seams_streamed
+
+    return {"seams": find_seams_streamed(read, total, joins, planned, SAMPLE_RATE),
+            "true_peak_db": loudness.true_peak_db_streamed(read, total, SAMPLE_RATE)}
 
 
 _SCORERS = {"intelligibility": _intelligibility, "speakers": _speakers, "mos": _mos, "loudness": _loudness,

@@ -40,8 +40,9 @@ class Seam(BaseModel):
     detail: str
 
 
-def find_clicks(audio: np.ndarray, joins: list[int], sample_rate: int) -> list[Seam]:
-    """Clicks and bursts within ±10 ms of each join (sample positions)."""
+def find_clicks(audio: np.ndarray, joins: list[int], sample_rate: int, offset: int = 0) -> list[Seam]:
+    """Clicks and bursts within ±10 ms of each join (sample positions in ``audio``, which starts
+    ``offset`` samples into the programme: times are the programme's)."""
     found = []
     near, context, side = (int(x * sample_rate) for x in (NEAR, CONTEXT, SIDE))
     guard = max(1, side // 6)  # keep the click's own few samples out of its neighbourhood
@@ -56,7 +57,7 @@ def find_clicks(audio: np.ndarray, joins: list[int], sample_rate: int) -> list[S
         peak = float(steps[at])
         typical = max(float(np.median(steps[at - side:at - guard])), float(np.median(steps[at + guard:at + side])), FLOOR)
         if peak > MIN_STEP and peak / typical > STEP_RATIO:
-            found.append(Seam(kind="click", time=round(at / sample_rate, 3), value=round(peak / typical, 1),
+            found.append(Seam(kind="click", time=round((at + offset) / sample_rate, 3), value=round(peak / typical, 1),
                               detail=f"sample step {peak:.3f}, {peak / typical:.0f}x the steps around it"))
             continue
         burst = _rms(audio[lo:hi], frame).max()
@@ -65,7 +66,7 @@ def find_clicks(audio: np.ndarray, joins: list[int], sample_rate: int) -> list[S
                                                 _rms(audio[hi:join + context], frame)) if r.size]
         ratio = burst / max(max(sides, default=0.0), FLOOR)
         if burst > MIN_BURST and ratio > BURST_RATIO:
-            found.append(Seam(kind="burst", time=round(join / sample_rate, 3), value=round(ratio, 1),
+            found.append(Seam(kind="burst", time=round((join + offset) / sample_rate, 3), value=round(ratio, 1),
                               detail=f"1 ms frame {ratio:.0f}x louder than the speech around it"))
     return found
 
@@ -74,7 +75,11 @@ def find_long_silences(audio: np.ndarray, planned: list[tuple[int, int]], sample
                        tolerance: float = TOLERANCE) -> list[Seam]:
     """Silent runs longer than the planned silence they overlap (``planned``: sample ranges) + tolerance."""
     frame = int(FRAME * sample_rate)
-    rms = _rms(audio, frame)
+    return _long_silences(_rms(audio, frame), frame, audio.size, planned, sample_rate, tolerance)
+
+
+def _long_silences(rms: np.ndarray, frame: int, total: int, planned: list[tuple[int, int]], sample_rate: int,
+                   tolerance: float) -> list[Seam]:
     if not rms.size or not np.any(rms):
         return []
     level = np.percentile(rms[rms > 0], 95) * 10 ** (SILENCE_DB / 20)
@@ -82,7 +87,7 @@ def find_long_silences(audio: np.ndarray, planned: list[tuple[int, int]], sample
     edges = np.flatnonzero(np.diff(silent.astype(np.int8)))
     found = []
     for start, stop in zip(edges[::2] * frame, edges[1::2] * frame):
-        stop = min(stop, audio.size)
+        stop = min(stop, total)
         allowed = sum(max(0, min(stop, b) - max(start, a)) for a, b in planned)
         extra = (stop - start - allowed) / sample_rate
         if extra > tolerance:
@@ -95,6 +100,22 @@ def find_long_silences(audio: np.ndarray, planned: list[tuple[int, int]], sample
 def find_seams(audio: np.ndarray, joins: list[int], planned: list[tuple[int, int]], sample_rate: int) -> list[Seam]:
     return sorted(find_clicks(audio, joins, sample_rate) + find_long_silences(audio, planned, sample_rate),
                   key=lambda s: s.time)
+
+
+def find_seams_streamed(read, total: int, joins: list[int], planned: list[tuple[int, int]],
+                        sample_rate: int, block: int = 1 << 20) -> list[Seam]:
+    """``find_seams`` on a programme read piece by piece (``read(lo, hi)``), never held whole: each join
+    is judged in a window around it, the silences from 10 ms frames measured block by block."""
+    pad = int((CONTEXT + NEAR + 2 * SIDE) * sample_rate) + 4
+    found = []
+    for join in sorted(set(joins)):
+        lo, hi = max(0, join - pad), min(total, join + pad)
+        found += find_clicks(read(lo, hi), [join - lo], sample_rate, offset=lo)
+    frame = int(FRAME * sample_rate)
+    step = max(frame, block // frame * frame)
+    rms = np.concatenate([_rms(read(lo, min(lo + step, total)), frame) for lo in range(0, total, step)] or [np.zeros(0)])
+    found += _long_silences(rms, frame, total, planned, sample_rate, TOLERANCE)
+    return sorted(found, key=lambda s: s.time)
 
 
 def job_joins(job) -> tuple[list[int], list[tuple[int, int]]]:
