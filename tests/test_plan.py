@@ -255,9 +255,29 @@ def test_the_director_in_a_child_process_plans_the_same_and_reports_progress():
 def test_a_director_process_that_dies_costs_the_plan_not_the_job(monkeypatch):
     from vibevoice.plan import process
 
+    process.stop()  # a director left running by an earlier test would answer
     monkeypatch.setattr(process, "CHILD", [sys.executable, "-c", "import os; os._exit(9)"])
     script = parse_script("[A] Hello there.\n[B] Hi!\n")
     plan = process.plan_in_child(script, "local")
     assert plan.planner == "rules" and plan.lines == make_plan(script, "rules").lines
     assert plan.fallbacks == {0: "the director's process ended without a plan (exit code 9)",
                               1: "the director's process ended without a plan (exit code 9)"}
+    process.stop()
+
+
+def test_the_director_process_stays_for_the_next_plan_then_leaves_when_idle(monkeypatch):
+    from vibevoice.plan import process
+
+    process.stop()
+    script = parse_script("[A] Hello there.\n[B] Hi!\n")
+    process.plan_in_child(script, "rules")
+    first = process._child[0].pid
+    process.plan_in_child(script, "rules")
+    assert process.alive() and process._child[0].pid == first  # the same process answered again
+    process.stop()
+    monkeypatch.setenv("VIBEVOICE_DIRECTOR_IDLE", "0.5")
+    process.plan_in_child(script, "rules")
+    child = process._child[0]
+    assert child.wait(timeout=30) == 0 and not process.alive()  # idle: gone, with all its memory
+    assert process.plan_in_child(script, "rules") == make_plan(script, "rules")  # a new one comes when asked
+    process.stop()

@@ -1,18 +1,20 @@
-"""The local director in a child process, so that when planning ends all of its memory is gone.
+"""The local director in a process of its own, which goes away when nobody has asked it for a while.
 
-A language model in the server's own process never quite leaves: torch and transformers stay
-imported and the heap stays fragmented. Measured with ``bench/bench_memory.py --server 3`` (three small
-jobs, local director, Kokoro), the app idled at ~1.04 GB after its jobs with the director released
-in-process, against ~0.68 GB right after start; a child process takes everything with it when it
-exits, and a crash or an out-of-memory kill inside the model costs the plan (the rules plan is used,
-with the reason on every line), never the server. The price is the child's start (an interpreter and
-the torch import, a second or two) on top of the model load every job already paid.
+A language model in the server's own process never quite leaves: torch and transformers stay imported
+and the heap stays fragmented. Measured with ``bench/bench_memory.py --server 3`` (three small jobs,
+local director, Kokoro), the app idled at ~1.04 GB after its jobs with the director released
+in-process, against ~0.68 GB right after start. Loading the model for every job instead costs each
+job's first audio the load (5–20 s on two busy cores). So the director lives in a child process that
+keeps its model between plans and exits after ``VIBEVOICE_DIRECTOR_IDLE`` seconds without one
+(default 120; 0: after every plan): a warm server plans at once, an idle one gives all of it back,
+and a crash or an out-of-memory kill inside the model costs the plan (the rules plan is used, with the
+reason on every line), never the server.
 
-The protocol is JSON lines on the child's stdout, each marked with ``MARK`` (anything else a library
-prints there is ignored): ``{"done": n, "total": t}`` as lines finish, then ``{"plan": …}`` or
-``{"error": …}`` (a ``BadInput`` such as an unknown planner, raised again in the parent).
-``VIBEVOICE_DIRECTOR_PROCESS=0`` plans in-process instead; so does ``VIBEVOICE_KEEP_DIRECTOR=1``, whose
-point is to keep the model loaded between jobs.
+The protocol is JSON lines: one request per line on the child's stdin (``{"plan": {"script", "planner"}}``
+or ``{"warm": true}``), answers on its stdout marked with ``MARK`` (anything else a library prints
+there is ignored): ``{"done": n, "total": t}`` as lines finish, then ``{"plan": …}``, ``{"warm": …}``
+or ``{"error": …}`` (a ``BadInput`` such as an unknown planner, raised again in the parent).
+``VIBEVOICE_DIRECTOR_PROCESS=0`` plans in-process instead; so does ``VIBEVOICE_KEEP_DIRECTOR=1``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,60 +33,136 @@ from . import rules
 from .schema import Plan
 
 MARK = "\x1evibevoice-plan "
+IDLE_SECONDS = 120.0
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 CHILD = [sys.executable, "-m", "vibevoice.plan.process"]
 
+_lock = threading.Lock()  # one request at a time, as the model itself allows
+_child: list[subprocess.Popen] = []  # the running director, if any
+
 
 def wanted(planner: str) -> bool:
-    """Whether ``planner`` should run in a child: only planners that may load a local model."""
+    """Whether ``planner`` should run in the child: only planners that may load a local model."""
     return (planner in ("auto", "local") and os.environ.get("VIBEVOICE_DIRECTOR_PROCESS", "1") != "0"
             and os.environ.get("VIBEVOICE_KEEP_DIRECTOR") != "1")
 
 
+def idle_seconds() -> float:
+    return max(0.0, float(os.environ.get("VIBEVOICE_DIRECTOR_IDLE", IDLE_SECONDS) or 0))
+
+
+def alive() -> bool:
+    """Whether the director's process is running (its model loaded, or loading)."""
+    return bool(_child) and _child[0].poll() is None
+
+
 def plan_in_child(script: Script, planner: str, progress: Callable[[int, int], None] | None = None) -> Plan:
-    """``make_plan(script, planner)`` in a fresh interpreter; its progress is relayed as it comes."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))}
-    child = subprocess.Popen(CHILD, stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, text=True, env=env)
-    answer: dict = {}
-    try:
-        child.stdin.write(json.dumps({"script": script.model_dump(mode="json"), "planner": planner}))
-        child.stdin.close()
-        for line in child.stdout:
-            if not line.startswith(MARK):
-                continue
-            message = json.loads(line[len(MARK):])
-            if "done" in message and progress is not None:
-                progress(message["done"], message["total"])
-            answer.update(message)
-        code = child.wait()
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+    """``make_plan(script, planner)`` in the director's process; its progress is relayed as it comes."""
+    answer = _ask({"plan": {"script": script.model_dump(mode="json"), "planner": planner}}, progress)
     if "error" in answer:
         raise BadInput(answer["error"])
     if "plan" in answer:
         return Plan.model_validate(answer["plan"])
-    reason = f"the director's process ended without a plan (exit code {code})"
+    reason = f"the director's process ended without a plan (exit code {answer.get('exit')})"
     return Plan(planner="rules", lines=rules.plan_script(script), fallbacks={i: reason for i in range(len(script.lines))})
 
 
+def warm() -> bool:
+    """Start the director's process and have it load its model now (a server at start); True if it did."""
+    return bool(_ask({"warm": True}).get("warm"))
+
+
+def stop() -> None:
+    """End the director's process now (its memory goes back at once)."""
+    with _lock:
+        while _child:
+            child = _child.pop()
+            if child.poll() is None:
+                child.kill()
+            child.wait()
+
+
+def _ask(request: dict, progress: Callable[[int, int], None] | None = None) -> dict:
+    """Send ``request`` and collect the answer. A child that had just timed out (it exits as the request
+    arrives) is replaced once; a child that dies while working is reported as such."""
+    with _lock:
+        for attempt in (0, 1):
+            child = _running()
+            answer = _exchange(child, request, progress)
+            if "exit" not in answer or answer.get("started") or attempt:
+                answer.pop("started", None)
+                return answer
+        raise AssertionError("unreachable")
+
+
+def _running() -> subprocess.Popen:
+    if _child and _child[0].poll() is None:
+        return _child[0]
+    if _child:
+        _child.pop().wait()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))}
+    child = subprocess.Popen(CHILD, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, bufsize=1)
+    _child.append(child)
+    return child
+
+
+def _exchange(child: subprocess.Popen, request: dict, progress) -> dict:
+    answer: dict = {}
+    try:
+        child.stdin.write(json.dumps(request) + "\n")
+        child.stdin.flush()
+        for line in child.stdout:
+            if not line.startswith(MARK):
+                continue
+            message = json.loads(line[len(MARK):])
+            answer["started"] = True
+            if "done" in message:
+                if progress is not None:
+                    progress(message["done"], message["total"])
+                continue
+            answer.update(message)
+            return answer
+    except (BrokenPipeError, OSError):
+        pass
+    except BaseException:  # the caller gave up (a cancelled job, Ctrl-C): the child's state is unknown
+        child.kill()
+        raise
+    if child.poll() is None:
+        child.kill()
+    answer["exit"] = child.wait()
+    return answer
+
+
 def main() -> None:
-    """The child's side: read the request from stdin, plan, write the answer."""
+    """The child's side: answer requests until stdin closes or none came for the idle time."""
+    from ..script import parse_script
     from . import make_plan
 
     def say(message: dict) -> None:
         sys.stdout.write(MARK + json.dumps(message) + "\n")
         sys.stdout.flush()
 
-    request = json.loads(sys.stdin.read())
-    try:
-        plan = make_plan(Script.model_validate(request["script"]), request["planner"],
-                         progress=lambda done, total: say({"done": done, "total": total}))
-    except BadInput as err:
-        return say({"error": str(err)})
-    say({"plan": plan.model_dump(mode="json")})
+    idle = idle_seconds()
+    timer: threading.Timer | None = None
+    for line in sys.stdin:
+        if timer is not None:
+            timer.cancel()
+        request = json.loads(line)
+        try:
+            if "warm" in request:  # one line planned: the model loaded and its prompt state computed
+                warmed = make_plan(parse_script("[A] Hello there, and welcome."), "local")
+                say({"warm": warmed.planner == "local"})
+            else:
+                plan = make_plan(Script.model_validate(request["plan"]["script"]), request["plan"]["planner"],
+                                 progress=lambda done, total: say({"done": done, "total": total}))
+                say({"plan": plan.model_dump(mode="json")})
+        except BadInput as err:
+            say({"error": str(err)})
+        if idle <= 0:
+            return
+        timer = threading.Timer(idle, os._exit, args=(0,))  # nobody came: all of it goes back to the OS
+        timer.daemon = True
+        timer.start()
 
 
 if __name__ == "__main__":
