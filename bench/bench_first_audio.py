@@ -4,7 +4,8 @@ Prints, for a 4-speaker script whose first line changes every run (nothing comes
 
 - click on Generate → the first sample playing in Chromium (Playwright, Debian's Chromium), for the
   page's Web Audio PCM player and for the MP3 ``<audio>`` it replaced (``?stream=mp3``): the very
-  first click after the server started (cold; the install-time warm-up is assumed done) and the
+  first click after the server started (cold; after the install-time ``python -m vibevoice.warmup``
+  in the bench's fresh app home) and the
   median of ``--runs`` clicks on the warm server. Both are timed inside the page
   (``performance.now()`` at the click and when the first sample plays: ``window.vvFirstAudioAt``,
   or the ``<audio>``'s clock first moving for MP3);
@@ -20,20 +21,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # this checkout's package, not another one installed
 from conftest import Server  # noqa: E402  (the same launcher the tests use)
 
 SPEAKERS = ("Host", "Guest", "Critic", "Editor")
 MP3_CLOCK = ("(() => { const tick = () => { const a = document.querySelector('#vv-audio');"
-             " if (a && a.currentTime > 0) window.vvFirstAudioAt = performance.now(); else requestAnimationFrame(tick); };"
-             " requestAnimationFrame(tick); })()")
+             " if (a && a.currentTime > 0) window.vvFirstAudioAt = performance.now(); else setTimeout(tick, 4); };"
+             " tick(); })()")
 
 
 def script(n: int) -> str:
@@ -63,17 +67,20 @@ class Clicker:
         self.page, self.mode, self.steps = browser.new_page(), mode, []
         self.page.goto(url + ("/?stream=mp3" if mode == "mp3" else "/"), wait_until="networkidle")
 
-    def click(self, n: int) -> float:
+    def click(self, n: int) -> float | None:
+        """Seconds from the click to the first sample playing; None if nothing played while it rendered."""
         page = self.page
+        page.bring_to_front()  # a tab in the background has its timers slowed down
         page.locator("#vv-script textarea").fill(script(n))
         page.wait_for_function("document.querySelector('#vv-speaker-3 :is(input, textarea)')?.value === 'Editor'")
         page.evaluate("window.vvFirstAudioAt = null; window.vvFinalAt = null")
         if self.mode == "mp3":
             page.evaluate(MP3_CLOCK)
         page.locator("#vv-generate").click()
-        page.wait_for_function("window.vvFirstAudioAt", timeout=300_000, polling=20)
-        seconds = page.evaluate("(window.vvFirstAudioAt - window.vvClickAt) / 1000")
-        if self.mode == "pcm":
+        page.wait_for_function("window.vvFirstAudioAt || window.vvFinalAt", timeout=300_000, polling=20)
+        page.wait_for_timeout(0 if page.evaluate("window.vvFirstAudioAt") else 3000)  # the finished file may play
+        seconds = page.evaluate("window.vvFirstAudioAt && (window.vvFirstAudioAt - window.vvClickAt) / 1000")
+        if self.mode == "pcm" and seconds is not None:
             self.steps.append(page.evaluate("[window.vvStreamAt, window.vvFirstPieceAt, window.vvFirstAudioAt]"
                                             ".map((t, i, a) => (t - (i ? a[i - 1] : window.vvClickAt)) / 1000)"))
         page.wait_for_selector("#vv-audio[data-final='1']", state="attached", timeout=300_000)
@@ -99,27 +106,49 @@ def browser_runs(server: Server, runs: int) -> dict[str, list[float]]:
     return found
 
 
-def in_process(planner: str, n: int = 999) -> tuple[float, float]:
-    """Seconds for the director's plan, then for the first chunk's render, of a new job (Kokoro warm)."""
+def in_process(planner: str) -> list[tuple[float, float]]:
+    """Seconds for the director's plan, then for the first chunk's render, of two new jobs in a row
+    (Kokoro warm; the first job loads the director, the second finds it kept); then the director's
+    seconds for a 40-line script, and its line count."""
+    from vibevoice.delivery import direct
     from vibevoice.job.runner import Job
     from vibevoice.script import parse_script
     from vibevoice.voices import assign_voices, load_templates
     from vibevoice.warmup import warm_up
 
     warm_up(lambda line: None)
-    text = script(n)
     voices = assign_voices(list(SPEAKERS), {}, {}, load_templates())
-    assert parse_script(text).speakers == list(SPEAKERS)
-    job = Job.create(Path(tempfile.mkdtemp()), text, voices, planner=planner)
+    found = []
+    for n in (5998, 5999):
+        job = Job.create(Path(tempfile.mkdtemp()), script(n), voices, planner=planner)
+        t0 = time.perf_counter()
+        job.direct()
+        planned = time.perf_counter() - t0
+        job._render_chunk(job.manifest.chunks[0], None)  # the first chunk alone, as the render loop does it
+        found.append((planned, time.perf_counter() - t0 - planned))
+    long = parse_script("".join(script(6000 + n) for n in range(10)))  # 40 lines, none planned before
     t0 = time.perf_counter()
-    job.direct()
-    planned = time.perf_counter() - t0
-    job._render_chunk(job.manifest.chunks[0], None)  # the first chunk alone, as the render loop does it
-    return planned, time.perf_counter() - t0 - planned
+    direct(long, planner)
+    found.append((time.perf_counter() - t0, len(long.lines)))
+    return found
 
 
-def _figures(values: list[float]) -> str:
-    return f"median {statistics.median(values):.2f} s  (runs: {', '.join(f'{x:.2f}' for x in values)})"
+def _warmed_up(server: Server, director: bool, timeout: float = 120) -> str:
+    """Wait for the server's start-up warm-up (Kokoro, then the director if it plans with one); its lines."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        lines = [ln for ln in (server.home / "server.out").read_text().splitlines() if "ready in" in ln or "failed" in ln]
+        if len(lines) >= 1 + director or any("failed" in ln for ln in lines):
+            return "; ".join(ln.removeprefix("warming up: ") for ln in lines)
+        time.sleep(0.2)
+    return "warm-up not finished"
+
+
+def _figures(values: list[float | None]) -> str:
+    played = [x for x in values if x is not None]
+    silent = f"; {len(values) - len(played)} never played before the finished file" if len(played) < len(values) else ""
+    median = f"median {statistics.median(played):.2f} s" if played else "no run played"
+    return f"{median}  (runs: {', '.join('-' if x is None else f'{x:.2f}' for x in values)}{silent})"
 
 
 def main() -> None:
@@ -128,24 +157,31 @@ def main() -> None:
     parser.add_argument("--planner", default=None, help="the server's director (default: the page's default)")
     args = parser.parse_args()
     env = {"VIBEVOICE_PLANNER": args.planner} if args.planner else {}
-    server = Server(Path(tempfile.mkdtemp()), env=env).start()
+    home = Path(tempfile.mkdtemp())
+    subprocess.run([sys.executable, "-m", "vibevoice.warmup"], env={**os.environ, "VIBEVOICE_HOME": str(home)},
+                   check=True, capture_output=True, cwd=ROOT)  # what install.sh does: conversions are not first-click costs
+    server = Server(home, env=env).start()
     try:
+        warmed = _warmed_up(server, director=args.planner in (None, "auto", "local"))
         clicks = browser_runs(server, args.runs)
         api = {fmt: [first_byte(server, fmt, 1000 * k + i) for i in range(args.runs)]
                for k, fmt in enumerate(("pcm", "mp3"), 1)}
     finally:
         server.kill()
-    print(f"director: {args.planner or 'page default'}; {args.runs} runs each")
-    print(f"click → first sample, cold (first click after start), Web Audio PCM: {clicks['cold'][0]:.2f} s")
+    print(f"director: {args.planner or 'page default'}; {args.runs} runs each; server warm-up at start: {warmed}")
+    print(f"click → first sample, cold (first click after start), Web Audio PCM: {_figures(clicks['cold'])}")
     print(f"click → first sample, warm, Web Audio PCM:  {_figures(clicks['pcm'])}")
     print(f"click → first sample, warm, <audio> MP3:    {_figures(clicks['mp3'])}")
-    steps = [statistics.median(s[k] for s in clicks["steps"]) for k in range(3)]
+    steps = [statistics.median(s[k] for s in clicks["steps"] if s[k] is not None) for k in range(3)]
     print(f"  of which (medians): click → job id back {steps[0]:.2f} s, → first PCM piece {steps[1]:.2f} s, "
           f"→ playing {steps[2]:.3f} s")
     print(f"API → first audio byte, speech pcm:   {_figures(api['pcm'])}")
     print(f"API → first audio byte, speech mp3:   {_figures(api['mp3'])}")
-    planned, first = in_process(args.planner or "auto")
-    print(f"in-process, new job: director {planned:.2f} s, then first chunk rendered {first:.2f} s")
+    os.environ["VIBEVOICE_HOME"] = str(home)  # the installed conversions; the plan cache holds no line used below
+    (cold, first), (warm, again), (long, lines) = in_process(args.planner or "auto")
+    print(f"in-process, new job: director {cold:.2f} s (loading it), first chunk {first:.2f} s; next job: "
+          f"director {warm:.2f} s (kept), first chunk {again:.2f} s; a {lines}-line script: director {long:.2f} s "
+          "(all of it before the first chunk starts)")
 
 
 if __name__ == "__main__":

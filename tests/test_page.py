@@ -84,6 +84,9 @@ def test_paste_assign_generate_play_download(page, tmp_path):
 
     # After a reload the job is still listed, and the same cast gets the voices chosen before.
     job_id = page.locator("#vv-progress").get_attribute("data-job")
+    # Starting another stream stops the live one: its fetch aborted, its sources stopped, its view gone.
+    assert page.evaluate(f"(() => {{ vvStream('{job_id}'); const a = vvLive; vvStream('{job_id}');"
+                         " return a.stopped && !a.view.isConnected && vvLive !== a && !vvLive.stopped; }})()")
     page.reload(wait_until="load")  # (the page may reattach to a job still rendering: never idle)
     page.get_by_text("Jobs", exact=True).last.click()  # the list renders when its section opens
     page.wait_for_function(f"document.querySelector('#vv-jobs')?.textContent.includes('{job_id}')", timeout=30_000)

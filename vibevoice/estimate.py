@@ -21,7 +21,7 @@ LOAD_SECONDS = {"kokoro": 2.5, "piper": 1.0}  # weights into memory in a fresh p
 CHUNK_SECONDS = 0.08  # per chunk, beyond speech × RTF
 EXPORT_RTF = 0.05  # export seconds per programme second (4 passes, watermark, WAV+FLAC+MP3); 0.11 under load 7
 PLAN_SECONDS = {"rules": 0.002, "none": 0.0, "local": 0.25, "http": 0.5}  # per line
-PLAN_LOAD_SECONDS = {"local": 4.0}  # the director's model, loaded for each job (released after planning)
+PLAN_LOAD_SECONDS = {"local": 4.0}  # the director's model, unless a recent plan left it loaded (``release_models``)
 
 
 def render_seconds(script: Script, voices: dict[str, VoiceTemplate], planner: str = "rules",
@@ -33,7 +33,8 @@ def render_seconds(script: Script, voices: dict[str, VoiceTemplate], planner: st
     chunks = sum(len(split_text(line.text, get_engine(voices[line.speaker].engine).capabilities.max_chunk_chars))
                  for line in script.lines)
     cold = sum(LOAD_SECONDS.get(name, 2.0) for name in engines if not (engine_loaded(name) if warm is None else warm))
-    plan = PLAN_LOAD_SECONDS.get(planner, 0.0) + PLAN_SECONDS.get(planner, 0.0) * len(script.lines)
+    load = PLAN_LOAD_SECONDS.get(planner, 0.0) if not (director_loaded() if warm is None else warm) else 0.0
+    plan = load + PLAN_SECONDS.get(planner, 0.0) * len(script.lines)
     total = cold + plan + speech * rtf + chunks * CHUNK_SECONDS + speech * EXPORT_RTF
     return total * float(os.environ.get("VIBEVOICE_SPEED_FACTOR", "1") or 1)
 
@@ -41,6 +42,14 @@ def render_seconds(script: Script, voices: dict[str, VoiceTemplate], planner: st
 def engine_loaded(name: str) -> bool:
     """Whether this process already holds the engine's weights (a warm server, the second job)."""
     return get_engine(name).loaded
+
+
+def director_loaded() -> bool:
+    """Whether this process holds the local director's model (kept a while after a plan)."""
+    import sys
+
+    held = sys.modules.get("vibevoice.plan.local_model")
+    return held is not None and held.is_loaded()
 
 
 def planner_name(requested: str | None = None) -> str:
