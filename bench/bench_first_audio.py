@@ -35,9 +35,10 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # this checkout's package, not 
 from conftest import Server  # noqa: E402  (the same launcher the tests use)
 
 SPEAKERS = ("Host", "Guest", "Critic", "Editor")
-MP3_CLOCK = ("(() => { const tick = () => { const a = document.querySelector('#vv-audio');"
-             " if (a && a.currentTime > 0) window.vvFirstAudioAt = performance.now(); else setTimeout(tick, 4); };"
-             " tick(); })()")
+# The <audio>'s clock first moving, for this job's audio (not the previous job's finished file, still there).
+MP3_CLOCK = ("(old) => { const tick = () => { const a = document.querySelector('#vv-audio');"
+             " if (a && a.dataset.job !== old && a.currentTime > 0) window.vvFirstAudioAt = performance.now();"
+             " else setTimeout(tick, 4); }; tick(); }")
 
 
 def script(n: int) -> str:
@@ -74,9 +75,10 @@ class Clicker:
         page.locator("#vv-script textarea").fill(script(n))
         page.wait_for_function("document.querySelector('#vv-speaker-3 :is(input, textarea)')?.value === 'Editor'")
         page.evaluate("window.vvFirstAudioAt = null; window.vvFinalAt = null")
-        if self.mode == "mp3":
-            page.evaluate(MP3_CLOCK)
+        old = page.evaluate("document.querySelector('#vv-audio')?.dataset.job || ''")
         page.locator("#vv-generate").click()
+        if self.mode == "mp3":
+            page.evaluate(MP3_CLOCK, old)
         page.wait_for_function("window.vvFirstAudioAt || window.vvFinalAt", timeout=300_000, polling=20)
         page.wait_for_timeout(0 if page.evaluate("window.vvFirstAudioAt") else 3000)  # the finished file may play
         seconds = page.evaluate("window.vvFirstAudioAt && (window.vvFirstAudioAt - window.vvClickAt) / 1000")

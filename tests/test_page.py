@@ -85,8 +85,14 @@ def test_paste_assign_generate_play_download(page, tmp_path):
     # After a reload the job is still listed, and the same cast gets the voices chosen before.
     job_id = page.locator("#vv-progress").get_attribute("data-job")
     # Starting another stream stops the live one: its fetch aborted, its sources stopped, its view gone.
-    assert page.evaluate(f"(() => {{ vvStream('{job_id}'); const a = vvLive; vvStream('{job_id}');"
-                         " return a.stopped && !a.view.isConnected && vvLive !== a && !vvLive.stopped; }})()")
+    assert page.evaluate("(id) => { vvStream(id); const a = vvLive; vvStream(id);"
+                         " return a.stopped && !a.view.isConnected && vvLive !== a && !vvLive.stopped; }", job_id)
+    # The live player is what the transcript's ▶ seeks: it jumps within what has arrived, and pauses.
+    page.wait_for_function("vvLive.started && vvLive.done", timeout=60_000)
+    heard = page.evaluate("(() => { vvPlayLine('0:01.0–0:02.0'); const t = vvPlayer().currentTime; vvLive.pause();"
+                          " return [vvPlayer() === vvLive, t, vvLive.paused, vvLive.dataset.stopAt]; })()")
+    assert heard[0] and abs(heard[1] - 1.0) < 0.1 and heard[2] and float(heard[3]) == 2.0
+    page.evaluate("vvLive.stop()")
     page.reload(wait_until="load")  # (the page may reattach to a job still rendering: never idle)
     page.get_by_text("Jobs", exact=True).last.click()  # the list renders when its section opens
     page.wait_for_function(f"document.querySelector('#vv-jobs')?.textContent.includes('{job_id}')", timeout=30_000)

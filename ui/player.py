@@ -62,7 +62,7 @@ LIVE_JS = """
     get duration() { return this.received / this.rate; }
     play() {
       if (this.ctx.state === "suspended") this.ctx.resume().catch(() => {});
-      if (this.paused) { this.paused = false; this.currentTime = this.ended ? 0 : this.pausedAt; }
+      if (this.paused) { const from = this.ended ? 0 : this.pausedAt; this.paused = false; this.currentTime = from; }
       return Promise.resolve();
     }
     pause() { if (!this.paused) { this.pausedAt = this.currentTime; this.paused = true; this.stopSources(); } }

@@ -9,11 +9,10 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-from ..audio import SAMPLE_RATE
 from ..job.service import JobInfo, JobRequest, JobService
 from ..plan.schema import Emotion
 from .deps import actor, job_service
-from .speech import MEDIA
+from .speech import MEDIA, PCM_HEADERS
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -79,8 +78,8 @@ def stream_job(job_id: str, format: Literal["mp3", "pcm"] = "mp3", jobs: JobServ
     moment the first chunk arrives (a browser buffers seconds of MP3 before it starts)."""
     jobs.info(job_id)
     if format == "pcm":
-        headers = {"X-Sample-Rate": str(SAMPLE_RATE), "X-Channels": "1", "Cache-Control": "no-store"}
-        return StreamingResponse(jobs.stream_pcm(job_id), media_type=MEDIA["pcm"], headers=headers)
+        return StreamingResponse(jobs.stream_pcm(job_id), media_type=MEDIA["pcm"],
+                                 headers={**PCM_HEADERS, "Cache-Control": "no-store"})
     return StreamingResponse(jobs.stream_mp3(job_id), media_type=MEDIA["mp3"])
 
 
