@@ -79,7 +79,7 @@ def release_models() -> None:
     """Let the director's language model go once no plan has used it for ``VIBEVOICE_DIRECTOR_IDLE``
     seconds (default 120; 0 = at once). A render never needs it again, and it is the largest thing a job
     holds besides the voices (issue 16, memory); but someone generating again on a warm server would
-    otherwise wait for it to load again (5–10 s on 2 cores) before the first audio (issue 16, first
+    otherwise wait for it to load again (5–20 s on 2 busy cores) before the first audio (issue 16, first
     audio). Keeping it a while does not raise the peak: planning holds it next to the voices anyway.
     ``VIBEVOICE_KEEP_DIRECTOR=1`` keeps it loaded for good."""
     import os
