@@ -4,12 +4,13 @@ Prints, for a 4-speaker script whose first line changes every run (nothing comes
 
 - click on Generate → the first sample playing in Chromium (Playwright, Debian's Chromium), for the
   page's Web Audio PCM player and for the MP3 ``<audio>`` it replaced (``?stream=mp3``): the very
-  first click after the server started (cold; after the install-time ``python -m vibevoice.warmup``
-  in the bench's fresh app home) and the
-  median of ``--runs`` clicks on the warm server. Both are timed inside the page
+  first click after the server started and printed its warm-up done (cold; after the install-time
+  ``python -m vibevoice.warmup`` in the bench's fresh app home) and the median of ``--runs`` clicks
+  on the warm server. Both are timed inside the page
   (``performance.now()`` at the click and when the first sample plays: ``window.vvFirstAudioAt``,
   or the ``<audio>``'s clock first moving for MP3);
-- API request → first byte of ``/v1/audio/speech``, PCM and MP3, median of ``--runs``;
+- API request → first audio byte of ``/v1/audio/speech``, PCM and MP3 (after its ID3 tags), median of
+  ``--runs``;
 - where the first chunk's time goes in-process: the director's plan, then the first chunk's render.
 
 ``--planner`` is what the server plans with (default: the page's default, ``auto`` = the local LLM
