@@ -1,108 +1,190 @@
-"""Latency to first audio and concurrent-job throughput of the running app (embedded engine).
+"""Latency to first audio of the running app (embedded engine), side by side in one run.
 
-Prints: API request → first MP3 byte of ``/v1/audio/speech`` for a 4-speaker script; click on
-Generate → the page's player holding playable audio (Chromium via Playwright); and N concurrent jobs
-through ``/v1/jobs``: wall time, audio seconds per wall second, and the server's peak RSS.
-Run: ``.venv/bin/python bench/bench_first_audio.py [--jobs 4]``. Figures, not a test.
+Prints, for a 4-speaker script whose first line changes every run (nothing comes from a cache):
+
+- click on Generate → the first sample playing in Chromium (Playwright, Debian's Chromium), for the
+  page's Web Audio PCM player and for the MP3 ``<audio>`` it replaced (``?stream=mp3``): the very
+  first click after the server started and printed its warm-up done (cold; after the install-time
+  ``python -m vibevoice.warmup`` in the bench's fresh app home) and the median of ``--runs`` clicks
+  on the warm server. Both are timed inside the page
+  (``performance.now()`` at the click and when the first sample plays: ``window.vvFirstAudioAt``,
+  or the ``<audio>``'s clock first moving for MP3);
+- API request → first audio byte of ``/v1/audio/speech``, PCM and MP3 (after its ID3 tags), median of
+  ``--runs``;
+- where the first chunk's time goes in-process: the director's plan, then the first chunk's render.
+
+``--planner`` is what the server plans with (default: the page's default, ``auto`` = the local LLM
+if it loads). Run: ``.venv/bin/python bench/bench_first_audio.py [--runs 5] [--planner rules]``.
+Figures, not a test; on a loaded machine read the ratios.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
+import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # this checkout's package, not another one installed
 from conftest import Server  # noqa: E402  (the same launcher the tests use)
 
-SCRIPT = ("[Host] Welcome back to the show.\n[Guest] Thanks for having me.\n"
-          "[Critic] I have doubts about all of this.\n[Editor] Then let us hear them, briefly.\n")
+SPEAKERS = ("Host", "Guest", "Critic", "Editor")
+# The <audio>'s clock first moving, for this job's audio (not the previous job's finished file, still there).
+MP3_CLOCK = ("(old) => { const tick = () => { const a = document.querySelector('#vv-audio');"
+             " if (a && a.dataset.job !== old && a.currentTime > 0) window.vvFirstAudioAt = performance.now();"
+             " else setTimeout(tick, 4); }; tick(); }")
 
 
-def first_byte(server: Server) -> float:
-    body = json.dumps({"model": "kokoro", "input": SCRIPT, "voice": "onyx", "response_format": "mp3"}).encode()
+def script(n: int) -> str:
+    return (f"[Host] Welcome back to the show, this is take {n}.\n[Guest] Thanks for having me.\n"
+            "[Critic] I have doubts about all of this.\n[Editor] Then let us hear them, briefly.\n")
+
+
+def first_byte(server: Server, fmt: str, n: int) -> float:
+    body = json.dumps({"model": "kokoro", "input": script(n), "voice": "onyx", "response_format": fmt}).encode()
     request = urllib.request.Request(f"{server.url}/v1/audio/speech", data=body,
                                      headers={"Content-Type": "application/json"})
     t0 = time.perf_counter()
     with urllib.request.urlopen(request, timeout=300) as response:
-        response.read(1)
+        head = response.read(10)  # an MP3 stream opens with its ID3 tags at once: audio comes after them
+        skip = sum(b << 7 * (3 - i) for i, b in enumerate(head[6:10])) if head[:3] == b"ID3" else -10
+        if skip >= 0:
+            response.read(skip + 1)
         first = time.perf_counter() - t0
         response.read()
     return first
 
 
-def first_audible_in_browser(server: Server) -> float:
+class Clicker:
+    """One Chromium tab on the page; each ``click`` generates a new script and times its first sample."""
+
+    def __init__(self, browser, url: str, mode: str) -> None:
+        self.page, self.mode, self.steps = browser.new_page(), mode, []
+        self.page.goto(url + ("/?stream=mp3" if mode == "mp3" else "/"), wait_until="networkidle")
+
+    def click(self, n: int) -> float | None:
+        """Seconds from the click to the first sample playing; None if nothing played while it rendered."""
+        page = self.page
+        page.bring_to_front()  # a tab in the background has its timers slowed down
+        page.locator("#vv-script textarea").fill(script(n))
+        page.wait_for_function("document.querySelector('#vv-speaker-3 :is(input, textarea)')?.value === 'Editor'")
+        page.evaluate("window.vvFirstAudioAt = null; window.vvFinalAt = null")
+        old = page.evaluate("document.querySelector('#vv-audio')?.dataset.job || ''")
+        page.locator("#vv-generate").click()
+        if self.mode == "mp3":
+            page.evaluate(MP3_CLOCK, old)
+        page.wait_for_function("window.vvFirstAudioAt || window.vvFinalAt", timeout=300_000, polling=20)
+        page.wait_for_timeout(0 if page.evaluate("window.vvFirstAudioAt") else 3000)  # the finished file may play
+        seconds = page.evaluate("window.vvFirstAudioAt && (window.vvFirstAudioAt - window.vvClickAt) / 1000")
+        if self.mode == "pcm" and seconds is not None:
+            self.steps.append(page.evaluate("[window.vvStreamAt, window.vvFirstPieceAt, window.vvFirstAudioAt]"
+                                            ".map((t, i, a) => (t - (i ? a[i - 1] : window.vvClickAt)) / 1000)"))
+        page.wait_for_selector("#vv-audio[data-final='1']", state="attached", timeout=300_000)
+        page.wait_for_function("document.querySelector('#vv-progress')?.dataset.status === 'done'", timeout=300_000)
+        return seconds
+
+
+def browser_runs(server: Server, runs: int) -> dict[str, list[float]]:
+    """The cold click first (PCM player), then ``runs`` warm clicks per player, interleaved."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--autoplay-policy=no-user-gesture-required"])
-        page = browser.new_page()
-        page.goto(server.url, wait_until="networkidle")
-        page.locator("#vv-script textarea").fill(SCRIPT)
-        page.wait_for_function("document.querySelector('#vv-speaker-3 :is(input, textarea)')?.value === 'Editor'")
-        t0 = time.perf_counter()
-        page.locator("#vv-generate").click()
-        page.wait_for_function("(() => { const a = document.querySelector('#vv-audio');"
-                               " return a && a.readyState >= 2 && a.currentTime > 0; })()", timeout=300_000)
-        elapsed = time.perf_counter() - t0
+        players = {mode: Clicker(browser, server.url, mode) for mode in ("pcm", "mp3")}
+        found = {"cold": [players["pcm"].click(0)], "pcm": [], "mp3": []}
+        for n in range(1, runs + 1):
+            for mode, player in players.items():
+                found[mode].append(player.click(100 * n + len(found[mode])))
+        found["steps"] = players["pcm"].steps[1:]
         browser.close()
-    return elapsed
+    return found
 
 
-def concurrent_jobs(server: Server, count: int) -> tuple[float, float]:
-    ids = []
+def in_process(planner: str) -> list[tuple[float, float]]:
+    """Seconds for the director's plan, then for the first chunk's render, of two new jobs in a row
+    (Kokoro warm; the first job loads the director, the second finds it kept); then the director's
+    seconds for a 40-line script, and its line count."""
+    from vibevoice.delivery import direct
+    from vibevoice.job.runner import Job
+    from vibevoice.script import parse_script
+    from vibevoice.voices import assign_voices, load_templates
+    from vibevoice.warmup import warm_up
+
+    warm_up(lambda line: None)
+    voices = assign_voices(list(SPEAKERS), {}, {}, load_templates())
+    found = []
+    for n in (5998, 5999):
+        job = Job.create(Path(tempfile.mkdtemp()), script(n), voices, planner=planner)
+        t0 = time.perf_counter()
+        job.direct()
+        planned = time.perf_counter() - t0
+        job._render_chunk(job.manifest.chunks[0], None)  # the first chunk alone, as the render loop does it
+        found.append((planned, time.perf_counter() - t0 - planned))
+    long = parse_script("".join(script(6000 + n) for n in range(10)))  # 40 lines, none planned before
     t0 = time.perf_counter()
-    for _ in range(count):
-        request = urllib.request.Request(f"{server.url}/v1/jobs", data=json.dumps({"script": SCRIPT}).encode(),
-                                         headers={"Content-Type": "application/json"})
-        ids.append(json.loads(urllib.request.urlopen(request).read())["id"])
-    peak = [0.0]
+    direct(long, planner)
+    found.append((time.perf_counter() - t0, len(long.lines)))
+    return found
 
-    def watch_rss():
-        while peak[0] >= 0:
-            status = Path(f"/proc/{server.proc.pid}/status").read_text()
-            rss = int(next(l for l in status.splitlines() if l.startswith("VmRSS")).split()[1]) / 1024
-            peak[0] = max(peak[0], rss)
-            time.sleep(0.2)
 
-    threading.Thread(target=watch_rss, daemon=True).start()
-    audio = 0.0
-    for job_id in ids:
-        while True:
-            info = json.loads(urllib.request.urlopen(f"{server.url}/v1/jobs/{job_id}").read())
-            if info["status"] in ("done", "failed", "interrupted"):
-                audio += info["audio_seconds"]
-                break
-            time.sleep(0.2)
-    wall = time.perf_counter() - t0
-    result = peak[0]
-    peak[0] = -1
-    return wall, audio / wall, result
+def _warmed_up(server: Server, director: bool, timeout: float = 120) -> str:
+    """Wait for the server's start-up warm-up (Kokoro, then the director if it plans with one); its lines."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        lines = [ln for ln in (server.home / "server.out").read_text().splitlines() if "ready in" in ln or "failed" in ln]
+        if len(lines) >= 1 + director or any("failed" in ln for ln in lines):
+            return "; ".join(ln.removeprefix("warming up: ") for ln in lines)
+        time.sleep(0.2)
+    return "warm-up not finished"
+
+
+def _figures(values: list[float | None]) -> str:
+    played = [x for x in values if x is not None]
+    silent = f"; {len(values) - len(played)} never played before the finished file" if len(played) < len(values) else ""
+    median = f"median {statistics.median(played):.2f} s" if played else "no run played"
+    return f"{median}  (runs: {', '.join('-' if x is None else f'{x:.2f}' for x in values)}{silent})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=4)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--planner", default=None, help="the server's director (default: the page's default)")
     args = parser.parse_args()
-    server = Server(Path(tempfile.mkdtemp())).start()
+    env = {"VIBEVOICE_PLANNER": args.planner} if args.planner else {}
+    home = Path(tempfile.mkdtemp())
+    subprocess.run([sys.executable, "-m", "vibevoice.warmup"], env={**os.environ, "VIBEVOICE_HOME": str(home)},
+                   check=True, capture_output=True, cwd=ROOT)  # what install.sh does: conversions are not first-click costs
+    server = Server(home, env=env).start()
     try:
-        first_byte(server)  # warm-up: the first request loads the model
-        api = [first_byte(server) for _ in range(3)]
-        print(f"API request → first MP3 byte (4 speakers): median {sorted(api)[1]:.2f} s  (runs: "
-              + ", ".join(f"{x:.2f}" for x in api) + ")")
-        print(f"Generate click → playing audio in Chromium: {first_audible_in_browser(server):.2f} s")
-        wall, speed, rss = concurrent_jobs(server, args.jobs)
-        print(f"{args.jobs} concurrent jobs: {wall:.1f} s wall, {speed:.2f} s of audio per second, "
-              f"server peak RSS {rss:.0f} MiB")
+        warmed = _warmed_up(server, director=args.planner in (None, "auto", "local"))
+        clicks = browser_runs(server, args.runs)
+        api = {fmt: [first_byte(server, fmt, 1000 * k + i) for i in range(args.runs)]
+               for k, fmt in enumerate(("pcm", "mp3"), 1)}
     finally:
         server.kill()
+    print(f"director: {args.planner or 'page default'}; {args.runs} runs each; server warm-up at start: {warmed}")
+    print(f"click → first sample, cold (first click after start), Web Audio PCM: {_figures(clicks['cold'])}")
+    print(f"click → first sample, warm, Web Audio PCM:  {_figures(clicks['pcm'])}")
+    print(f"click → first sample, warm, <audio> MP3:    {_figures(clicks['mp3'])}")
+    steps = [statistics.median(s[k] for s in clicks["steps"] if s[k] is not None) for k in range(3)]
+    print(f"  of which (medians): click → job id back {steps[0]:.2f} s, → first PCM piece {steps[1]:.2f} s, "
+          f"→ playing {steps[2]:.3f} s")
+    print(f"API → first audio byte, speech pcm:   {_figures(api['pcm'])}")
+    print(f"API → first audio byte, speech mp3:   {_figures(api['mp3'])}")
+    os.environ["VIBEVOICE_HOME"] = str(home)  # the installed conversions; the plan cache holds no line used below
+    (cold, first), (warm, again), (long, lines) = in_process(args.planner or "auto")
+    print(f"in-process, new job: director {cold:.2f} s (loading it), first chunk {first:.2f} s; next job: "
+          f"director {warm:.2f} s (kept), first chunk {again:.2f} s; a {lines}-line script: director {long:.2f} s "
+          "(all of it before the first chunk starts)")
 
 
 if __name__ == "__main__":

@@ -205,3 +205,31 @@ def test_rerender_one_line_slower_reassembles(server):
 
     status, body = _http(server, "POST", f"/v1/jobs/{job_id}/lines/9/rerender", {"rate": 0.9})
     assert status == 422 and b"line 9 does not exist" in body
+
+
+def test_job_stream_as_pcm_is_the_finished_timeline_before_loudness(server):
+    """``/stream?format=pcm``: 16-bit mono at the announced rate, sample for sample the programme the
+    finished WAV is made of (the stream's fixed preview gain instead of the measured loudness gain),
+    ending half a second after the last line where the finished file has its own tail."""
+    from vibevoice.export import Timeline
+    from vibevoice.job.runner import Job
+    from vibevoice.job.service import PREVIEW_GAIN
+
+    status, body = _http(server, "POST", "/v1/jobs", {"script": DIALOGUE})
+    job_id = json.loads(body)["id"]
+    with urllib.request.urlopen(f"{server.url}/v1/jobs/{job_id}/stream?format=pcm", timeout=300) as response:
+        rate, kind = int(response.headers["X-Sample-Rate"]), response.headers["Content-Type"]
+        stream = np.frombuffer(response.read(), "<i2").astype(np.float32) / 32768
+    assert _wait_done(server, job_id)["status"] == "done"
+    job = Job.open(server.home / "jobs" / job_id)
+    finished, finished_rate = sf.read(job.manifest.outputs["wav"], dtype="float32")
+    assert kind == "audio/pcm" and rate == finished_rate == 24_000
+    timeline = Timeline(job)
+    last, start = timeline.placed[-1]
+    end = start + last.samples
+    assert stream.size == end + rate // 2 and finished.size == timeline.total > end
+    expected = np.clip(timeline.read(0, end) * PREVIEW_GAIN, -1, 32767 / 32768)
+    assert np.abs(stream[:end] - expected).max() < 2 / 32768  # 16-bit rounding only
+    assert not stream[end:].any()
+    assert np.corrcoef(stream[:end], finished[:end])[0, 1] > 0.98  # the same audio, at the final loudness
+

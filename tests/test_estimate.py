@@ -65,3 +65,21 @@ def test_a_rendered_job_records_its_speed(monkeypatch, tmp_path):
     assert {"render:kokoro", "export", "reference"} <= set(learned) and all(v > 0 for v in learned.values())
     run(job, stems=False)  # nothing left to render (a resumed job's export): it teaches nothing
     assert estimate._learned() == learned
+
+
+def test_the_director_is_released_once_idle_and_each_plan_restarts_the_wait(monkeypatch):
+    import time
+
+    model = local_model.LoadedModel(None, None, "cpu", "x", "f")
+    monkeypatch.setattr(local_model, "_LOADED", {("a",): model})
+    local_model.release_after(60)
+    assert list(local_model._LOADED) == [("a",)] and len(local_model._IDLE) == 1  # kept for the next job
+    local_model.release_after(0.05)  # a later plan restarts the wait: one timer, the new one
+    assert len(local_model._IDLE) == 1
+    deadline = time.monotonic() + 30
+    while local_model._LOADED and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not local_model._LOADED
+    monkeypatch.setattr(local_model, "_LOADED", {("a",): model})
+    local_model.release_after(0)  # 0: at once, nothing left pending
+    assert not local_model._LOADED and not local_model._IDLE

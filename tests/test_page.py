@@ -56,11 +56,18 @@ def test_paste_assign_generate_play_download(page, tmp_path):
     assert "2 speaker(s)" in page.locator("#vv-estimate").inner_text()
 
     page.locator("#vv-generate").click()
-    # The streaming player appears first and holds playable audio before the job is finished.
-    page.wait_for_function("(() => { const a = document.querySelector('#vv-audio');"
-                           " return a && a.readyState >= 2; })()", timeout=180_000)
-    # Then the finished file takes its place.
+    # The stream plays through Web Audio from its first chunk on, before the job is finished: samples
+    # scheduled, the live clock moving, and the first sample heard before the finished file came.
+    page.wait_for_function("window.vvFirstAudioAt", timeout=180_000)
+    live = page.evaluate("(() => { const p = window.vvLive; return p && {job: p.dataset.job, received: p.received,"
+                         " started: p.started, time: p.currentTime, final: !!document.querySelector('#vv-audio')}; })()")
+    if live:  # (unless the finished file has already taken over: then the order below says it all)
+        assert live["started"] and live["received"] > 0 and not live["final"]
+    page.wait_for_function("window.vvPlayer()?.currentTime > 0.3", timeout=180_000)  # past the skipped lead-in
+    # Then the finished file takes its place, at the live player's position.
     page.wait_for_selector("#vv-audio[data-final='1']", state="attached", timeout=180_000)
+    assert page.evaluate("window.vvFirstAudioAt < window.vvFinalAt")
+    assert page.evaluate("window.vvLive === null && !document.querySelector('#vv-live')")
     duration = page.evaluate("document.querySelector('#vv-audio').duration")
     assert 3.0 < duration < 15.0
     status = page.locator("#vv-progress").get_attribute("data-status")
@@ -77,6 +84,15 @@ def test_paste_assign_generate_play_download(page, tmp_path):
 
     # After a reload the job is still listed, and the same cast gets the voices chosen before.
     job_id = page.locator("#vv-progress").get_attribute("data-job")
+    # Starting another stream stops the live one: its fetch aborted, its sources stopped, its view gone.
+    assert page.evaluate("(id) => { vvStream(id); const a = vvLive; vvStream(id);"
+                         " return a.stopped && !a.view.isConnected && vvLive !== a && !vvLive.stopped; }", job_id)
+    # The live player is what the transcript's ▶ seeks: it jumps within what has arrived, and pauses.
+    page.wait_for_function("vvLive.started && vvLive.done", timeout=60_000)
+    heard = page.evaluate("(() => { vvPlayLine('0:01.0–0:02.0'); const t = vvPlayer().currentTime; vvLive.pause();"
+                          " return [vvPlayer() === vvLive, t, vvLive.paused, vvLive.dataset.stopAt]; })()")
+    assert heard[0] and abs(heard[1] - 1.0) < 0.1 and heard[2] and float(heard[3]) == 2.0
+    page.evaluate("vvLive.stop()")
     page.reload(wait_until="load")  # (the page may reattach to a job still rendering: never idle)
     page.get_by_text("Jobs", exact=True).last.click()  # the list renders when its section opens
     page.wait_for_function(f"document.querySelector('#vv-jobs')?.textContent.includes('{job_id}')", timeout=30_000)

@@ -2,9 +2,9 @@
 
 What the buttons do lives in ``handlers`` (plain functions over the job service). Everything goes
 through ``JobService`` like the API and CLI do, so a job started here keeps rendering when the tab
-closes and shows up again in the job list after a reload or a restart. While a job renders, a plain
-``<audio>`` element plays the progressive MP3 stream; when the job is done the finished,
-loudness-normalised file takes over at the same playback position (``PLAYER_JS``).
+closes and shows up again in the job list after a reload or a restart. While a job renders, its PCM
+stream plays through Web Audio from the first chunk on; when the job is done the finished,
+loudness-normalised file takes over at the same playback position (``ui.player``).
 """
 
 from __future__ import annotations
@@ -16,43 +16,12 @@ import gradio as gr
 
 from ui import handlers as h
 from ui import transcript
+from ui.player import LIVE_JS, PLAYER_JS
 from vibevoice.delivery import default_planner
 from vibevoice.job.service import JobService
 from vibevoice.voices import CONSENT_STATEMENT
 
-PLAYER_JS = """
-() => {
-  // The stream plays first; the finished file replaces it at the same position, preloaded, so the
-  // switch has no gap. Both are the same timeline, only the final one is loudness-normalised.
-  window.vvStream = (jobId) => {
-    const box = document.getElementById("vv-player");
-    if (!box || !jobId) return;
-    box.innerHTML = "";
-    const a = document.createElement("audio");
-    a.controls = true; a.autoplay = true; a.id = "vv-audio"; a.dataset.job = jobId;
-    a.src = `/v1/jobs/${jobId}/stream`;
-    box.appendChild(a);
-    a.play().catch(() => {});
-  };
-  window.vvFinal = (jobId) => {
-    const box = document.getElementById("vv-player");
-    const old = document.getElementById("vv-audio");
-    if (!box || !jobId) return;
-    const next = document.createElement("audio");
-    next.controls = true; next.preload = "auto"; next.dataset.job = jobId; next.dataset.final = "1";
-    next.src = `/v1/jobs/${jobId}/files/mp3`;
-    next.addEventListener("canplaythrough", () => {
-      if (old && old.dataset.job === jobId && !old.paused && !old.ended) {
-        next.currentTime = old.currentTime; next.play().catch(() => {});
-      }
-      if (old) old.pause();
-      next.id = "vv-audio"; box.innerHTML = ""; box.appendChild(next);
-    }, { once: true });
-    next.load();
-  };
-}
-"""
-PAGE_JS = f"() => {{ ({PLAYER_JS.strip()})(); ({transcript.TRANSCRIPT_JS.strip()})(); }}"
+PAGE_JS = "() => { " + "".join(f"({js.strip()})(); " for js in (LIVE_JS, PLAYER_JS, transcript.TRANSCRIPT_JS)) + "}"
 
 
 SAMPLING = ("temperature", "top_p", "top_k", "repetition_penalty")  # ``handlers.JobForm``'s last fields
@@ -259,7 +228,7 @@ def _jobs_section(c: Controls) -> None:
         with gr.Row():
             c.chosen = gr.Textbox(label="Job id", scale=2)
             c.refresh = gr.Button("Refresh", scale=0)
-            c.resume = gr.Button("Resume / open", scale=0)
+            c.resume = gr.Button("Resume / open", scale=0, elem_id="vv-resume")
 
 
 def _wire_script(c: Controls) -> None:

@@ -34,7 +34,8 @@ EDITABLE = ("emotion", "intensity", "pace", "pause before", "pause after")
 
 TRANSCRIPT_JS = """
 () => {
-  // Colour each row by speaker and highlight the line being heard; ▶ seeks the player to a line.
+  // Colour each row by speaker and highlight the line being heard; ▶ seeks the player to a line (the live
+  // Web Audio stream while the job renders, the finished file after: ``ui.player``'s vvPlayer()).
   const palette = ["#2563eb", "#db2777", "#059669", "#d97706", "#7c3aed", "#0891b2"];
   // Gradio's table draws its visible rows as [role=row] blocks of [role=gridcell]s (virtualised).
   const rows = () => Array.from(document.querySelectorAll("#vv-transcript [role=row][data-index]"));
@@ -53,13 +54,13 @@ TRANSCRIPT_JS = """
     }
   };
   window.vvPlayLine = (time) => {
-    const audio = document.getElementById("vv-audio"); const [a, b] = (time || "").split("–").map(seconds);
+    const audio = window.vvPlayer(); const [a, b] = (time || "").split("–").map(seconds);
     if (!audio || a === null) return;
     audio.currentTime = a; audio.dataset.stopAt = b ?? ""; audio.play().catch(() => {});
   };
   setInterval(() => {
     window.vvTranscriptPaint();
-    const audio = document.getElementById("vv-audio"); if (!audio) return;
+    const audio = window.vvPlayer(); if (!audio) return;  // the live stream, else the <audio>
     const now = audio.currentTime;
     if (audio.dataset.stopAt && now >= +audio.dataset.stopAt) { audio.pause(); audio.dataset.stopAt = ""; }
     for (const row of rows()) {

@@ -32,7 +32,7 @@ LOAD_SECONDS = {"kokoro": 2.5, "piper": 1.0}  # weights into memory in a fresh p
 CHUNK_SECONDS = 0.08  # per chunk, beyond speech × RTF
 EXPORT_RTF = 0.05  # export seconds per programme second (4 passes, watermark, WAV+FLAC+MP3); 0.11 under load 7
 PLAN_SECONDS = {"rules": 0.002, "none": 0.0, "local": 0.25, "http": 0.5}  # per line
-PLAN_LOAD_SECONDS = {"local": 4.0}  # the director's model, loaded for each job (released after planning)
+PLAN_LOAD_SECONDS = {"local": 4.0}  # the director's model, unless a recent plan left it loaded (``release_models``)
 
 
 DECAY = 0.5  # each job halves the weight of what was learned before it
@@ -48,7 +48,8 @@ def render_seconds(script: Script, voices: dict[str, VoiceTemplate], planner: st
     slower = learned.get(REFERENCE, default)
     cold = slower * sum(LOAD_SECONDS.get(name, 2.0) for name in engines
                         if not (engine_loaded(name) if warm is None else warm))
-    plan = slower * PLAN_LOAD_SECONDS.get(planner, 0.0) + len(script.lines) * learned.get(
+    director_cold = not (director_loaded() if warm is None else warm)
+    plan = slower * PLAN_LOAD_SECONDS.get(planner, 0.0) * director_cold + len(script.lines) * learned.get(
         f"plan:{planner}", default * PLAN_SECONDS.get(planner, 0.0))
     synth = speech * learned.get("render:" + "+".join(engines), default * _reference_rate(script, voices, engines))
     export = speech * learned.get("export", default * EXPORT_RTF)
@@ -64,11 +65,11 @@ def _reference_rate(script: Script, voices: dict[str, VoiceTemplate], engines: l
 
 
 def learn(script: Script, voices: dict[str, VoiceTemplate], planner: str | None, cold: set[str],
-          plan_seconds: float, render_seconds_: float, export_seconds: float) -> None:
+          plan_seconds: float, render_seconds_: float, export_seconds: float, director_cold: bool = True) -> None:
     """Fold one finished, fully rendered job into what this machine is known to take (``speed.json``).
 
-    ``cold`` names the engines the job had to load; their load (scaled as estimated) is taken out
-    of the render time, so a cold job and a warm one teach the same rate."""
+    ``cold`` names the engines the job had to load, ``director_cold`` whether the director had to load
+    its model; those loads (scaled as estimated) are taken out, so cold and warm jobs teach one rate."""
     speech = script.estimated_seconds()
     if speech < 1.0:
         return  # too short to say anything but overhead
@@ -81,7 +82,7 @@ def learn(script: Script, voices: dict[str, VoiceTemplate], planner: str | None,
     _fold(state, "render:" + "+".join(engines), render, speech)
     _fold(state, "export", export_seconds, speech)
     if planner and script.lines:
-        load = PLAN_LOAD_SECONDS.get(planner, 0.0) * slower
+        load = PLAN_LOAD_SECONDS.get(planner, 0.0) * slower * director_cold
         _fold(state, f"plan:{planner}", max(plan_seconds - load, 0.0), len(script.lines))
     try:
         write_bytes_atomic(_state_path(), json.dumps(state, indent=1).encode())
@@ -119,6 +120,17 @@ def _load_state() -> dict:
 def engine_loaded(name: str) -> bool:
     """Whether this process already holds the engine's weights (a warm server, the second job)."""
     return get_engine(name).loaded
+
+
+def director_loaded() -> bool:
+    """Whether the local director's model is loaded: its process is running (kept a while after a
+    plan), or, planning in-process, this process holds it."""
+    import sys
+
+    from .plan import process
+
+    held = sys.modules.get("vibevoice.plan.local_model")
+    return process.alive() or (held is not None and held.is_loaded())
 
 
 def planner_name(requested: str | None = None) -> str:

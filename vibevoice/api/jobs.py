@@ -3,6 +3,8 @@ re-render a line, cancel, delete."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, Depends
 from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, Field
@@ -10,7 +12,7 @@ from pydantic import BaseModel, Field
 from ..job.service import JobInfo, JobRequest, JobService
 from ..plan.schema import Emotion
 from .deps import actor, job_service
-from .speech import MEDIA
+from .speech import MEDIA, PCM_HEADERS
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -68,10 +70,16 @@ def delete_job(job_id: str, who: str = Depends(actor), jobs: JobService = Depend
     jobs.delete(job_id, actor=who)
 
 
-@router.get("/{job_id}/stream", response_class=StreamingResponse, responses={200: {"content": {"audio/mpeg": {}}}})
-def stream_job(job_id: str, jobs: JobService = Depends(job_service)):
-    """Progressive MP3 of the job while it renders (plays in a browser's audio element)."""
+@router.get("/{job_id}/stream", response_class=StreamingResponse,
+            responses={200: {"content": {"audio/mpeg": {}, "audio/pcm": {}}}})
+def stream_job(job_id: str, format: Literal["mp3", "pcm"] = "mp3", jobs: JobService = Depends(job_service)):
+    """The job's audio while it renders: progressive MP3 (plays in an audio element), or ``format=pcm``:
+    raw 16-bit little-endian mono at ``X-Sample-Rate``, which the page plays through Web Audio the
+    moment the first chunk arrives (a browser buffers seconds of MP3 before it starts)."""
     jobs.info(job_id)
+    if format == "pcm":
+        return StreamingResponse(jobs.stream_pcm(job_id), media_type=MEDIA["pcm"],
+                                 headers={**PCM_HEADERS, "Cache-Control": "no-store"})
     return StreamingResponse(jobs.stream_mp3(job_id), media_type=MEDIA["mp3"])
 
 

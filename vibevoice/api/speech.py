@@ -44,6 +44,8 @@ QWEN3_FOR_GENDER = {"male": "qwen3-ryan", "female": "qwen3-vivian", "neutral": "
 OPENAI_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts", "gpt-4o-mini-tts-2025-12-15")
 MEDIA = {"mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac", "opus": "audio/ogg", "pcm": "audio/pcm",
          "aac": "audio/aac", "srt": "application/x-subrip", "vtt": "text/vtt"}
+# Raw PCM says nothing about itself: 16-bit little-endian mono at this rate.
+PCM_HEADERS = {"X-Sample-Rate": str(SAMPLE_RATE), "X-Channels": "1"}
 
 
 class VoiceRef(BaseModel):
@@ -112,7 +114,7 @@ def speech(body: SpeechRequest, who: str = Depends(actor), jobs: JobService = De
     if body.response_format == "mp3":
         return StreamingResponse(jobs.stream_mp3(info.id), media_type=MEDIA["mp3"])
     if body.response_format == "pcm":
-        return StreamingResponse(jobs.stream_pcm(info.id), media_type=MEDIA["pcm"])
+        return StreamingResponse(jobs.stream_pcm(info.id), media_type=MEDIA["pcm"], headers=PCM_HEADERS)
     return Response(_finished(jobs, info.id, body.response_format), media_type=MEDIA[body.response_format])
 
 

@@ -120,6 +120,7 @@ def run(job: Job, output: Path | None = None, progress: Callable[[Progress], Non
     A job rendered from scratch teaches the render-time estimate what this machine takes."""
     planner = None if job.manifest.chunked else job.manifest.planner
     cold = {v.engine for v in job.manifest.voices.values() if not estimate.engine_loaded(v.engine)}
+    director_cold = not estimate.director_loaded()
     t0 = time.monotonic()
     job.direct(progress=direct_progress)
     t1, whole = time.monotonic(), len(job.pending) == len(job.manifest.chunks)
@@ -132,7 +133,8 @@ def run(job: Job, output: Path | None = None, progress: Callable[[Progress], Non
         outputs = export_job(job, output, stems=len(job.script.speakers) > 1 if stems is None else stems,
                              mp3_kbps=mp3_kbps)
         if whole:
-            estimate.learn(job.script, job.manifest.voices, planner, cold, t1 - t0, t2 - t1, time.monotonic() - t2)
+            estimate.learn(job.script, job.manifest.voices, planner, cold, t1 - t0, t2 - t1, time.monotonic() - t2,
+                           director_cold)
         return outputs
     except Exception as err:  # noqa: BLE001 — recorded on the job, then raised as a render failure
         reason = str(err) if isinstance(err, (VibeVoiceError, OSError)) else f"{type(err).__name__}: {err}"

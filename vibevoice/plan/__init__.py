@@ -32,6 +32,7 @@ __all__ = ["PLANNERS", "PLAN_VERSION", "LinePlan", "Plan", "PlanError", "Planner
            "make_plan"]
 
 log = logging.getLogger(__name__)
+DIRECTOR_IDLE_SECONDS = 120.0  # how long the director's model stays loaded after a plan (``release_models``)
 
 
 def make_plan(script: Script, planner: str = "auto", *, settings: PlannerSettings | None = None,
@@ -75,14 +76,18 @@ def make_plan(script: Script, planner: str = "auto", *, settings: PlannerSetting
 
 
 def release_models() -> None:
-    """Let the director's language model go after planning: a render never needs it again, and it is
-    the largest thing a job holds besides the voices (issue 16). Set ``VIBEVOICE_KEEP_DIRECTOR=1`` to
-    keep it loaded between jobs (faster next plan, more memory)."""
+    """Let the director's language model go once no plan has used it for ``VIBEVOICE_DIRECTOR_IDLE``
+    seconds (default 120; 0 = at once). A render never needs it again, and it is the largest thing a job
+    holds besides the voices (issue 16, memory); but someone generating again on a warm server would
+    otherwise wait for it to load again (5–20 s on 2 busy cores) before the first audio (issue 16, first
+    audio). Keeping it a while does not raise the peak: planning holds it next to the voices anyway.
+    ``VIBEVOICE_KEEP_DIRECTOR=1`` keeps it loaded for good."""
     import os
     import sys
 
     if os.environ.get("VIBEVOICE_KEEP_DIRECTOR") != "1" and "vibevoice.plan.local_model" in sys.modules:
-        sys.modules["vibevoice.plan.local_model"].release()
+        idle = float(os.environ.get("VIBEVOICE_DIRECTOR_IDLE", DIRECTOR_IDLE_SECONDS) or 0)
+        sys.modules["vibevoice.plan.local_model"].release_after(idle)
 
 
 def _ask(impl: Planner, script: Script, todo: list[int], deadline: float | None, planned: dict[int, LinePlan],

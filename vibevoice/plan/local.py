@@ -91,6 +91,11 @@ class LocalPlanner(Planner):
         block = block_of(self._script_blocks(script), index)
         return range(max(0, block.start - self.settings.context_lines), index + 1)
 
+    def warm(self) -> None:
+        """Compute the model's prompt state now (the header's cache, the calibration), not in the first plan."""
+        with self.loaded.lock, _threads(self.settings.threads if self.loaded.device == "cpu" else None):
+            self._state()
+
     def plan(self, script: Script, todo: list[int], deadline: float | None) -> Iterator[tuple[int, LinePlan | Failed]]:
         with self.loaded.lock, _threads(self.settings.threads if self.loaded.device == "cpu" else None):
             yield from self._plan(script, todo, deadline)

@@ -53,6 +53,7 @@ class LoadedModel:
 
 _LOADED: dict[tuple, LoadedModel | ModelUnavailable] = {}
 _LOADED_LOCK = threading.Lock()
+_IDLE: list[threading.Timer] = []  # the pending ``release_after``, if any
 
 
 def default_gguf() -> Path:
@@ -96,6 +97,7 @@ def load(model: str | None, device: str, cache_dir: Path, quantize: bool = True)
     device = _device(device)
     key = (str(path), device, quantize)
     with _LOADED_LOCK:
+        _cancel_idle()  # a plan is starting: nothing may let the model go under it
         if key not in _LOADED:
             try:
                 _LOADED[key] = _load(path, device, cache_dir, quantize)
@@ -120,6 +122,29 @@ def release() -> int:
     if loaded:
         trim_memory()
     return len(loaded)
+
+
+def is_loaded() -> bool:
+    return any(isinstance(value, LoadedModel) for value in _LOADED.values())
+
+
+def release_after(seconds: float) -> None:
+    """``release`` once no plan has loaded the model for ``seconds`` (each call starts the wait again;
+    0 releases now). The timer is a daemon: it never keeps a finished CLI process alive."""
+    with _LOADED_LOCK:
+        _cancel_idle()
+        if seconds > 0:
+            timer = threading.Timer(seconds, release)
+            timer.daemon = True
+            _IDLE.append(timer)
+            timer.start()
+    if seconds <= 0:
+        release()
+
+
+def _cancel_idle() -> None:
+    while _IDLE:
+        _IDLE.pop().cancel()
 
 
 def converted_dir(gguf: Path, cache_dir: Path) -> Path:

@@ -135,8 +135,9 @@ def _exchange(child: subprocess.Popen, request: dict, progress) -> dict:
 
 def main() -> None:
     """The child's side: answer requests until stdin closes or none came for the idle time."""
-    from ..script import parse_script
     from . import make_plan
+    from .local import LocalPlanner
+    from .settings import PlannerSettings
 
     def say(message: dict) -> None:
         sys.stdout.write(MARK + json.dumps(message) + "\n")
@@ -149,9 +150,8 @@ def main() -> None:
             timer.cancel()
         request = json.loads(line)
         try:
-            if "warm" in request:  # one line planned: the model loaded and its prompt state computed
-                warmed = make_plan(parse_script("[A] Hello there, and welcome."), "local")
-                say({"warm": warmed.planner == "local"})
+            if "warm" in request:  # the model loaded and its prompt state computed
+                say({"warm": _warm(LocalPlanner, PlannerSettings)})
             else:
                 plan = make_plan(Script.model_validate(request["plan"]["script"]), request["plan"]["planner"],
                                  progress=lambda done, total: say({"done": done, "total": total}))
@@ -163,6 +163,14 @@ def main() -> None:
         timer = threading.Timer(idle, os._exit, args=(0,))  # nobody came: all of it goes back to the OS
         timer.daemon = True
         timer.start()
+
+
+def _warm(planner, settings) -> bool:
+    try:
+        planner(settings()).warm()
+    except Exception:  # noqa: BLE001 — no local model (the plans will say why); nothing to keep warm
+        return False
+    return True
 
 
 if __name__ == "__main__":
