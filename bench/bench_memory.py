@@ -153,9 +153,17 @@ def server_idle(jobs: int) -> None:
     from conftest import Server
 
     server = Server(Path(tempfile.mkdtemp()), env={"VIBEVOICE_PLANNER": "local"}).start()
-    def rss() -> float:
-        status = Path(f"/proc/{server.proc.pid}/status").read_text().splitlines()
+    def rss(pid: int | None = None) -> float:
+        try:
+            status = Path(f"/proc/{pid or server.proc.pid}/status").read_text().splitlines()
+        except OSError:
+            return 0.0
         return next((int(ln.split()[1]) / 1024 for ln in status if ln.startswith("VmRSS")), 0.0)
+
+    def children() -> float:  # the director's process, while it lives
+        pid = server.proc.pid
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return sum(rss(int(k)) for k in kids)
 
     peak, done = [0.0], threading.Event()
 
@@ -178,7 +186,11 @@ def server_idle(jobs: int) -> None:
                 time.sleep(0.3)
         time.sleep(10)
         print(f"server | after start (Kokoro warm) {started:6.0f} MiB | peak over {jobs} jobs {peak[0]:6.0f} MiB | "
-              f"idle after them {rss():6.0f} MiB")
+              f"idle after them {rss():6.0f} MiB (+ director's process {children():.0f} MiB)")
+        idle = float(os.environ.get("VIBEVOICE_DIRECTOR_IDLE", 120))
+        time.sleep(idle + 5)
+        print(f"server | {idle + 15:.0f} s after the last job {rss():6.0f} MiB (+ director's process "
+              f"{children():.0f} MiB)")
     finally:
         done.set()
         server.kill()
