@@ -87,7 +87,7 @@ def float_lstm(g: Rewriter, lstm: onnx.NodeProto) -> None:
 
 
 #: sin z on [-pi/2, pi/2] as z * (1 + z^2 (c3 + z^2 (c5 + ...))): Taylor terms to z^11, error < 6e-8.
-_SIN_TERMS = tuple(float((-1) ** k / np.prod(np.arange(2, 2 * k + 2))) for k in range(1, 6))
+SIN_TERMS = tuple(float((-1) ** k / np.prod(np.arange(2, 2 * k + 2))) for k in range(1, 6))
 
 
 def snake_polynomials(g: Rewriter) -> None:
@@ -100,7 +100,7 @@ def snake_polynomials(g: Rewriter) -> None:
     """
     c = {k: g.const(f"/snake/{k}", np.array(v, np.float32)) for k, v in {
         "inv_pi": 1 / np.pi, "pi": np.pi, "half": 0.5, "one": 1.0,
-        **{f"c{2 * i + 3}": t for i, t in enumerate(_SIN_TERMS)}}.items()}
+        **{f"c{2 * i + 3}": t for i, t in enumerate(SIN_TERMS)}}.items()}
     for sin in [n for n in g.graph.node if n.op_type == "Sin"]:
         users = g.consumers.get(sin.output[0], [])
         if len(users) != 1 or users[0].op_type != "Pow" or constant(g, users[0].input[1]) != 2:
