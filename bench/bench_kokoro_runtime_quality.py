@@ -7,7 +7,7 @@ lines of the long podcast) is spoken by the Kokoro engine on both runtimes, with
 Mandarin), speaker similarity (Resemblyzer) to the voice's reference (rendered by the default
 runtime), Distill-MOS, and the length difference (the float graph predicts its own durations).
 
-    .venv/bin/python bench/bench_kokoro_runtime_quality.py [--long 0]
+    .venv/bin/python bench/bench_kokoro_runtime_quality.py [--lines N] [--long 0]
 """
 
 from __future__ import annotations
@@ -33,13 +33,13 @@ SCRIPTS = pathlib.Path(__file__).resolve().parent / "quality" / "scripts"
 RUNTIMES = ("onnxruntime", "openvino")
 
 
-def lines(long: int) -> list[tuple[str, object, object]]:
-    """(script, line, voice) for every line to speak."""
+def lines(long: int, per_script: int | None = None) -> list[tuple[str, object, object]]:
+    """(script, line, voice) for every line to speak (the first ``per_script`` of each, if given)."""
     out = []
     for name in ("en_interview", "en_panel4", "zh_dialogue", "en_long_podcast"):
         script = parse_script((SCRIPTS / f"{name}.txt").read_text(encoding="utf-8"))
         voices = assign_voices(script.speakers, script.speaker_languages(), {}, load_templates())
-        chosen = script.lines[:long] if name == "en_long_podcast" else script.lines
+        chosen = script.lines[:long] if name == "en_long_podcast" else script.lines[:per_script]
         out += [(name, line, voices[line.speaker]) for line in chosen]
     return out
 
@@ -54,10 +54,11 @@ def score(engine: KokoroEngine, line, voice, reference: np.ndarray) -> dict[str,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--long", type=int, default=0, help="lines of the long podcast to add")
+    parser.add_argument("--lines", type=int, default=None, help="only the first N lines of each script")
     args = parser.parse_args()
     engines = {name: KokoroEngine(threads=2, runtime=name) for name in RUNTIMES}
     rows: dict[tuple[str, str], list[dict[str, float]]] = {}
-    for script, line, voice in lines(args.long):
+    for script, line, voice in lines(args.long, args.lines):
         reference = speakers.voice_reference(voice, line.language)
         for runtime, engine in engines.items():
             rows.setdefault((script, runtime), []).append(score(engine, line, voice, reference))

