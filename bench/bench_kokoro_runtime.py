@@ -1,6 +1,6 @@
-"""Kokoro runtime benchmark: stock kokoro-onnx vs our int8 session vs our fast session.
+"""Kokoro runtime benchmark: stock kokoro-onnx vs our int8 graph (onnxruntime) vs our float graph (OpenVINO).
 
-Not a test: it prints figures.  All three run the same model (joined from our
+Not a test: it prints figures.  All of them run the same model (joined from our
 wheels), the same voice array and the same phoneme strings (a ~1-minute
 English passage, misaki en-us G2P, one sentence per call), taking turns
 sentence by sentence in each of ``--runs`` rounds in one process.  RTF = synthesis wall time / seconds
@@ -12,7 +12,13 @@ It then checks that the fast graph sounds like the shipped one, for a female
 ratio and log-spectrogram correlation, next to the "noise floor" of the shipped
 graph itself when its style vector is scaled by (1 + 1e-6).
 
-    .venv/bin/python bench/bench_kokoro_runtime.py [--runs 3] [--threads 2]
+Then (``--openvino``, on by default where OpenVINO is installed) the same for the float graph on
+OpenVINO in bf16 (and ``--f32``), with levers measured side by side: the snake's Sin as a
+polynomial vs OpenVINO's Sin, one thread vs two.  Last, a physical limit: multiply-accumulates of
+the float graph's Conv/ConvTranspose/MatMul/Gemm/LSTM per second of audio, against this CPU's AMX
+bf16 peak (see :func:`peak_macs`).
+
+    .venv/bin/python bench/bench_kokoro_runtime.py [--runs 3] [--threads 2] [--f32]
 """
 
 from __future__ import annotations
@@ -29,7 +35,8 @@ import onnxruntime as ort
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from vibevoice.engines import kokoro_model  # noqa: E402
+from vibevoice.engines import kokoro_model, kokoro_openvino
+from vibevoice.engines.kokoro import neutral_arrays
 
 SAMPLE_RATE = 24_000
 
@@ -49,19 +56,24 @@ PASSAGE = [
 Synth = Callable[[str], np.ndarray]
 
 
-def feeds(phonemes: str, voice: np.ndarray, speed: float = 1.0) -> dict[str, np.ndarray]:
-    """The model's inputs, built as kokoro-onnx builds them."""
+def feeds(phonemes: str, voice: np.ndarray, speed: float = 1.0, controls: bool = False) -> dict[str, np.ndarray]:
+    """The model's inputs, built as kokoro-onnx builds them (plus neutral prosody for our graphs)."""
     table = kokoro_model.vocab()
     ids = [table[c] for c in phonemes if c in table]
-    return {
+    out = {
         "tokens": np.array([[0, *ids, 0]], dtype=np.int64),
-        "style": np.asarray(voice[len(ids) - 1], dtype=np.float32),
+        "style": np.asarray(voice[len(ids) - 1], dtype=np.float32).reshape(1, 256),
         "speed": np.array([speed], dtype=np.float32),
     }
+    if controls:
+        out.update({k: v.reshape(1, -1) if v.ndim else v.reshape(1) for k, v in neutral_arrays(len(ids) + 2).items()})
+    return out
 
 
-def session_synth(session: ort.InferenceSession, voice: np.ndarray) -> Synth:
-    return lambda phonemes: session.run(None, feeds(phonemes, voice))[0].ravel()
+def session_synth(session, voice: np.ndarray) -> Synth:
+    """Any session with ``get_inputs``/``run`` (onnxruntime, or kokoro_openvino's)."""
+    controls = "pitch_shift" in {i.name for i in session.get_inputs()}
+    return lambda phonemes: session.run(None, feeds(phonemes, voice, controls=controls))[0].ravel()
 
 
 def stock_synth(workdir: pathlib.Path, voice_name: str, voice: np.ndarray) -> Synth:
@@ -90,7 +102,7 @@ def similarity(ref: np.ndarray, out: np.ndarray) -> tuple[int, float, float]:
     return len(out) - len(ref), float(sdr), float(corr)
 
 
-def speed_table(synths: dict[str, Synth], audio_seconds: float, runs: int) -> None:
+def speed_table(synths: dict[str, Synth], audio_seconds: float, runs: int) -> dict[str, float]:
     """Time each engine on every sentence, interleaved sentence by sentence.
 
     The engines take turns on each sentence (the order rotates), so load from
@@ -110,33 +122,111 @@ def speed_table(synths: dict[str, Synth], audio_seconds: float, runs: int) -> No
         print(f"  run {run + 1}: " + ", ".join(f"{n} {walls[n][run]:.1f}s" for n in names), flush=True)
     stock = walls[names[0]].mean()
     print(f"\nAudio: {audio_seconds:.1f} s over {len(PASSAGE)} sentences; mean of {runs} runs")
-    print(f"{'engine':<32} {'wall s':>8} {'RTF':>7} {'RTF min-max':>13} {'stock/ours':>11}")
+    print(f"{'engine':<40} {'wall s':>8} {'RTF':>7} {'RTF min-max':>13} {'stock/ours':>11}")
     for name in names:
         wall, rtf = walls[name].mean(), walls[name] / audio_seconds
-        print(f"{name:<32} {wall:8.2f} {wall / audio_seconds:7.3f} "
+        print(f"{name:<40} {wall:8.2f} {wall / audio_seconds:7.3f} "
               f"{rtf.min():6.3f}-{rtf.max():.3f} {stock / wall:10.2f}x")
+    return {name: walls[name].mean() for name in names}
 
 
-def quality_table(original: ort.InferenceSession, fast: ort.InferenceSession) -> None:
-    print("\nfast vs shipped graph, and the shipped graph vs itself with style * (1 + 1e-6)")
-    print(f"{'voice':<9} {'phon':>4} {'samples':>8} {'dlen':>5} {'SDR dB':>7} {'spec r':>7}"
-          f" | {'floor dlen':>10} {'SDR dB':>7} {'spec r':>7}")
-    rows = []
+def quality_table(original: ort.InferenceSession, candidates: dict[str, object]) -> None:
+    """Each candidate graph vs the shipped one, next to the shipped graph vs itself with style * (1 + 1e-6)."""
+    print("\nvs the shipped graph: sum |dlen| (samples), median SDR dB, mean log-spectrogram r over "
+          "9 sentences x 2 voices")
+    rows: dict[str, list] = {name: [] for name in ["floor: shipped, style * (1 + 1e-6)", *candidates]}
     for voice_name in ("jf_alpha", "jm_kumo"):
         voice = kokoro_model.voice_packs()[voice_name]
         for phonemes in PASSAGE:
             inputs = feeds(phonemes, voice)
             ref = original.run(None, inputs)[0].ravel()
-            got = similarity(ref, fast.run(None, inputs)[0].ravel())
             nudged = dict(inputs, style=inputs["style"] * np.float32(1 + 1e-6))
-            floor = similarity(ref, original.run(None, nudged)[0].ravel())
-            rows.append((got, floor))
-            print(f"{voice_name:<9} {len(phonemes):4d} {len(ref):8d} {got[0]:5d} {got[1]:7.1f} "
-                  f"{got[2]:7.4f} | {floor[0]:10d} {floor[1]:7.1f} {floor[2]:7.4f}")
-    got, floor = (np.array([r[i] for r in rows]) for i in (0, 1))
-    print(f"{'all':<9} {'':4} {'':8} {int(np.abs(got[:, 0]).sum()):5d} {np.median(got[:, 1]):7.1f} "
-          f"{got[:, 2].mean():7.4f} | {int(np.abs(floor[:, 0]).sum()):10d} "
-          f"{np.median(floor[:, 1]):7.1f} {floor[:, 2].mean():7.4f}   (sum |dlen|, median SDR, mean r)")
+            rows["floor: shipped, style * (1 + 1e-6)"].append(similarity(ref, original.run(None, nudged)[0].ravel()))
+            for name, session in candidates.items():
+                rows[name].append(similarity(ref, session_synth(session, voice)(phonemes)))
+    for name, got in rows.items():
+        got = np.array(got)
+        print(f"  {name:<40} {int(np.abs(got[:, 0]).sum()):7d} {np.median(got[:, 1]):7.1f} "
+              f"{got[:, 2].mean():7.4f} (min r {got[:, 2].min():.4f})")
+
+
+def openvino_session(graph: bytes, workdir: pathlib.Path, name: str, precision: str, threads: int):
+    """The float graph compiled by OpenVINO as the engine compiles it (kokoro_openvino: bf16 = f32 front
+    + bf16 back; ``bf16-whole`` = the whole graph in bf16, for comparison)."""
+    start = time.perf_counter()
+    if precision == "bf16-whole":
+        import openvino as ov
+
+        path = workdir / f"{name}-whole.onnx"
+        path.write_bytes(graph)
+        compiled = ov.Core().compile_model(str(path), "CPU", kokoro_openvino.compile_options("bf16", threads, None))
+        session = kokoro_openvino.OpenVinoSession([compiled], "bf16")
+    else:
+        session = kokoro_openvino.session_from_graph(graph, workdir, precision, threads)
+    print(f"OpenVINO {name} {precision} {threads}t: {time.perf_counter() - start:.1f}s to split and compile")
+    return session
+
+
+def float_graph_without_polynomials(source: bytes) -> bytes:
+    """The float conversion with OpenVINO's own Sin in the snakes (the lever's baseline)."""
+    from vibevoice.engines import kokoro_float
+
+    keep = kokoro_float.snake_polynomials
+    kokoro_float.snake_polynomials = lambda g: None
+    try:
+        return kokoro_model.convert(source, "float")
+    finally:
+        kokoro_float.snake_polynomials = keep
+
+
+MAC_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm", "LSTM")
+
+
+def graph_macs(graph: bytes, inputs: dict[str, np.ndarray]) -> int:
+    """Multiply-accumulates of the float graph's matrix ops for ``inputs``, from the tensor shapes of
+    one onnxruntime run with every such op's inputs and outputs exposed."""
+    import onnx
+
+    proto = onnx.load_from_string(graph)
+    nodes = [n for n in proto.graph.node if n.op_type in MAC_OPS]
+    names = sorted({t for n in nodes for t in (n.input[0], n.output[0])} - {o.name for o in proto.graph.output})
+    proto.graph.output.extend(onnx.helper.make_empty_tensor_value_info(t) for t in names)
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    shapes = dict(zip([o.name for o in session.get_outputs()], (x.shape for x in session.run(None, inputs))))
+    inits = {t.name: tuple(t.dims) for t in proto.graph.initializer}
+    total = 0
+    for n in nodes:
+        x, y, w = shapes[n.input[0]], shapes[n.output[0]], inits.get(n.input[1])
+        if n.op_type == "Conv":  # output elements x (in channels / group x kernel) = out x prod(w[1:])
+            total += int(np.prod(y)) * int(np.prod(w[1:]))
+        elif n.op_type == "ConvTranspose":  # input elements x (out channels / group x kernel)
+            total += int(np.prod(x)) * int(np.prod(w[1:]))
+        elif n.op_type in ("MatMul", "Gemm"):
+            total += int(np.prod(y)) * int(x[-1])
+        else:  # LSTM: steps x directions x 4 gates x hidden x (input + hidden)
+            steps, hidden = x[0], w[1] // 4
+            total += steps * w[0] * 4 * hidden * (w[2] + hidden)
+    return total
+
+
+def peak_macs(cores: int = 2) -> tuple[float, str]:
+    """AMX bf16 peak MAC/s: each core's TMUL does 1024 bf16 multiply-accumulates per cycle (Intel's
+    figure for Sapphire Rapids and later), at the TSC clock lscpu's BogoMIPS / 2 gives (turbo aside)."""
+    mips = float(next(line.split(":")[1] for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("bogomips")))
+    hz = mips / 2 * 1e6
+    return cores * 1024 * hz, f"{cores} cores x 1024 bf16 MAC/cycle (AMX) x {hz / 1e9:.2f} GHz"
+
+
+def limit_table(graph: bytes, voice: np.ndarray, walls: dict[str, float], audio_seconds: float) -> None:
+    """MACs per second of audio vs the AMX peak, and the fraction each engine reaches."""
+    macs = sum(graph_macs(graph, feeds(p, voice, controls=True)) for p in PASSAGE)
+    peak, assumption = peak_macs()
+    floor = macs / peak
+    print(f"\nphysical limit: {macs / audio_seconds / 1e9:.1f} GMAC per second of audio; peak {peak / 1e12:.2f} "
+          f"TMAC/s ({assumption}) -> RTF floor {floor / audio_seconds:.4f} for the matrix ops alone")
+    for name, wall in walls.items():
+        print(f"  {name:<40} reaches {floor / wall:6.1%} of the peak")
 
 
 def main() -> None:
@@ -145,30 +235,48 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads for ours")
     parser.add_argument("--voice", default="jf_alpha")
     parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--no-openvino", action="store_true")
+    parser.add_argument("--f32", action="store_true", help="also OpenVINO in f32 (slow)")
+    parser.add_argument("--levers", action="store_true", help="also OpenVINO's Sin, and 1 thread")
     args = parser.parse_args()
 
     voice = kokoro_model.voice_packs()[args.voice]
     options = kokoro_model.session_options(args.threads)
     with tempfile.TemporaryDirectory(prefix="kokoro-bench-") as tmp:
         workdir = pathlib.Path(tmp)
-        start = time.perf_counter()
         original = ort.InferenceSession(kokoro_model.model_bytes(), options, providers=["CPUExecutionProvider"])
-        print(f"original int8 session: {time.perf_counter() - start:.1f}s to load")
         start = time.perf_counter()
         fast = kokoro_model.load_session(workdir / "cache", threads=args.threads)
-        print(f"fast session, converting + caching: {time.perf_counter() - start:.1f}s")
-        start = time.perf_counter()
-        fast = kokoro_model.load_session(workdir / "cache", threads=args.threads)
-        print(f"fast session, from cache: {time.perf_counter() - start:.1f}s")
+        print(f"int8 graph: {time.perf_counter() - start:.1f}s to convert and load")
         synths = {
             "(a) stock kokoro-onnx 0.6.1": stock_synth(workdir, args.voice, voice),
-            f"(b) ours, int8 as shipped ({args.threads}t)": session_synth(original, voice),
-            f"(c) ours, fast ({args.threads}t)": session_synth(fast, voice),
+            f"(b) ours, int8 onnxruntime ({args.threads}t)": session_synth(fast, voice),
         }
+        ov_sessions = {} if args.no_openvino else openvino_sessions(workdir, args)
+        synths.update({name: session_synth(s, voice) for name, s in ov_sessions.items()})
         audio_seconds = sum(len(session_synth(original, voice)(p)) for p in PASSAGE) / SAMPLE_RATE
-        speed_table(synths, audio_seconds, args.runs)
+        walls = speed_table(synths, audio_seconds, args.runs)
+        if ov_sessions:
+            limit_table(kokoro_model.fast_model_bytes(workdir / "cache", "float"), voice, walls, audio_seconds)
         if not args.skip_quality:
-            quality_table(original, fast)
+            quality_table(original, {"(b) int8 onnxruntime": fast, **ov_sessions})
+
+
+def openvino_sessions(workdir: pathlib.Path, args: argparse.Namespace) -> dict[str, object]:
+    """The float graph on OpenVINO: bf16 as the engine runs it, plus the levers asked for."""
+    start = time.perf_counter()
+    graph = kokoro_model.fast_model_bytes(workdir / "cache", "float")
+    print(f"float graph: {time.perf_counter() - start:.1f}s to convert ({len(graph) / 1e6:.0f} MB)")
+    t = args.threads
+    sessions = {f"(c) ours, OpenVINO bf16 ({t}t)": openvino_session(graph, workdir, "float", "bf16", t)}
+    if args.levers:
+        sessions[f"(g) OpenVINO, all bf16 ({t}t)"] = openvino_session(graph, workdir, "float", "bf16-whole", t)
+        plain = float_graph_without_polynomials(kokoro_model.model_bytes())
+        sessions[f"(d) OpenVINO bf16, its own Sin ({t}t)"] = openvino_session(plain, workdir, "sin", "bf16", t)
+        sessions["(e) OpenVINO bf16 (1t)"] = openvino_session(graph, workdir, "float", "bf16", 1)
+    if args.f32:
+        sessions[f"(f) OpenVINO f32 ({t}t)"] = openvino_session(graph, workdir, "float", "f32", t)
+    return sessions
 
 
 if __name__ == "__main__":

@@ -63,9 +63,12 @@ def controls(tokens: int, **changes) -> dict[str, np.ndarray]:
     return {k: v.reshape(1, -1) if v.ndim else v.reshape(1) for k, v in arrays.items()}
 
 
-@pytest.fixture(scope="module")
-def engine() -> KokoroEngine:
-    return KokoroEngine(threads=2)
+@pytest.fixture(scope="module", params=["onnxruntime", "openvino"])
+def engine(request) -> KokoroEngine:
+    """The engine on each runtime: every control must move its quantity on both graphs."""
+    if request.param == "openvino":
+        pytest.importorskip("openvino")
+    return KokoroEngine(threads=2, runtime=request.param)
 
 
 def render(engine, text: str, voice: str = "warm-female", **fields):

@@ -6,10 +6,14 @@ sum of packs, which gives new, clean voices between two distinct ones. Speed is 
 duration control; a line's emotion, emphasis and question intonation are its delivery's ``Prosody``
 (``vibevoice.prosody``), performed through the converted graph's per-token pitch, energy and duration
 inputs, and word times come from the predicted durations (``word_samples``). Where the weights come from and how they are made fast: ``kokoro_model``.
+The graph runs on onnxruntime (int8) or OpenVINO (bf16), as ``VIBEVOICE_KOKORO_RUNTIME`` or the
+``runtime`` argument asks (``kokoro_openvino.choose_runtime``); ``runtime`` says which, and the
+engine's ``version`` (the rendered chunks' cache key) names it, since their audio differs slightly.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 
@@ -20,13 +24,14 @@ from ..delivery import LineDelivery
 from ..errors import BadInput
 from ..phonemize import Phonemizer
 from ..voices import KokoroSpec, VoiceTemplate
-from . import kokoro_model
+from . import kokoro_model, kokoro_openvino
 from .base import SAMPLE_RATE, Capabilities, ChunkAudio, Engine, Segment, split_text
 
 MAX_TOKENS = 510  # the model's context, minus the two boundary tokens it adds
 _GAP_BETWEEN_PIECES = 0.12  # seconds, when one segment needs several model calls
 _SILENCE = 10 ** (-40 / 20)  # −40 dBFS: below this, an edge sample counts as silence
 _EDGE_PAD = int(0.04 * SAMPLE_RATE)
+log = logging.getLogger(__name__)
 
 
 class KokoroEngine(Engine):
@@ -41,10 +46,10 @@ class KokoroEngine(Engine):
         plan_fields=frozenset({"rate", "emotion", "emphasis", "pitch", "range", "energy", "intonation"}),
         max_chunk_chars=300,
     )
-    version = "kokoro-v1.0-int8/1"
-
-    def __init__(self, threads: int | None = None) -> None:
+    def __init__(self, threads: int | None = None, runtime: str | None = None) -> None:
         self._threads = threads
+        self._requested = runtime  # None: VIBEVOICE_KOKORO_RUNTIME, else kokoro_openvino.DEFAULT_RUNTIME
+        self._runtime: str | None = None
         self._session = None
         self._load_lock = threading.Lock()
         self.phonemize = Phonemizer()
@@ -134,10 +139,25 @@ class KokoroEngine(Engine):
         return self._session is not None
 
     @property
+    def runtime(self) -> str:
+        """``onnxruntime`` (the int8 graph) or ``openvino`` (the float graph in bf16)."""
+        if self._runtime is None:
+            self._runtime = kokoro_openvino.choose_runtime(self._requested)
+        return self._runtime
+
+    @property
+    def version(self) -> str:  # type: ignore[override]  # the audio differs by runtime
+        return "kokoro-v1.0-int8/1" if self.runtime == "onnxruntime" else "kokoro-v1.0-ov-bf16/1"
+
+    @property
     def session(self):
         with self._load_lock:
             if self._session is None:
-                self._session = kokoro_model.load_session(paths.cache_dir(), self._threads)
+                if self.runtime == "openvino":
+                    self._session = kokoro_openvino.load_session(paths.cache_dir(), self._threads)
+                else:
+                    self._session = kokoro_model.load_session(paths.cache_dir(), self._threads)
+                log.info("Kokoro engine runtime: %s", self.runtime)
             return self._session
 
 

