@@ -205,7 +205,7 @@ def test_explicit_emotions_in_full_and_guesses_by_calibration():
     voice = load_templates()["warm-female"]
     hinted = delivery.line_delivery(voice, 1.0, _plan("excited", "hint"))
     assert hinted.strength == 1.0 and hinted.prosody.pitch_shift == prosody.recipe("excited")["pitch"]
-    assert hinted.speed > 1.1
+    assert hinted.speed > 1.05
     unsure = delivery.line_delivery(voice, 1.0, _plan("fearful", "model", confidence=0.1))
     assert unsure.prosody.neutral and unsure.emotion is None and unsure.speed == 1.0
     guessed = delivery.line_delivery(voice, 1.0, _plan("fearful", "model", confidence=0.6))

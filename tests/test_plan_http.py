@@ -110,3 +110,73 @@ def test_valid_json_from_the_model_is_checked_and_merged_with_rules():
     truncated = '{"lines": [{"line_index": 0, "emotion": "happy"}, {"line_index": 1, "emo'
     assert _entries(truncated)[0] == [{"line_index": 0, "emotion": "happy"}]
     assert _entries("I'm ready to help. What's your question?") == ([], "the answer was not JSON")
+
+
+def test_the_planner_asks_for_logprobs_and_the_server_returns_the_models_own(server, tmp_path):
+    import openai
+
+    app, url = server
+    app.state.requests.clear()
+    make_plan(parse_script("[A] We won! We actually won!\n"), "http",
+              settings=settings_for(f"{url}/v1", tmp_path, http_model=MODEL_ID))
+    assert all(r["logprobs"] for r in app.state.requests)
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0)
+    reply = client.chat.completions.create(model=MODEL_ID, messages=[{"role": "user", "content": "Say hi."}],
+                                           max_tokens=8, logprobs=True).choices[0]
+    tokens = reply.logprobs.content
+    assert tokens and "".join(t.token for t in tokens) == reply.message.content
+    assert all(t.logprob <= 0.0 for t in tokens)
+
+
+def test_a_server_that_refuses_logprobs_is_asked_again_without_them(server, tmp_path):
+    app, url = server
+    app.state.requests.clear()
+    plan = make_plan(parse_script("[A] Fine.\n"), "http",
+                     settings=settings_for(f"{url}/strict/v1", tmp_path, http_model=MODEL_ID))
+    assert [bool(r["logprobs"]) for r in app.state.requests][:2] == [True, False]
+    assert not any(r["logprobs"] for r in app.state.requests[1:])
+    assert "logprobs" not in plan.fallbacks.get(0, "")  # the refusal itself is not why a line fell back
+
+
+def _tokens(*pieces: tuple[str, float]):
+    from openai.types.chat.chat_completion import ChoiceLogprobs
+    from openai.types.chat.chat_completion_token_logprob import ChatCompletionTokenLogprob
+
+    return ChoiceLogprobs(content=[ChatCompletionTokenLogprob(token=t, logprob=lp, bytes=list(t.encode()),
+                                                              top_logprobs=[]) for t, lp in pieces])
+
+
+def test_the_emotion_words_probability_comes_from_its_tokens():
+    import math
+
+    from vibevoice.plan.http import emotion_probabilities
+
+    logprobs = _tokens(('{"lines": [{"line_index": 0, "emotion": "', -0.01), ("exc", -0.4), ("ited", -0.1),
+                       ('", "intensity": 0.9}, {"line_index": "1", "emotion": ', -0.02), ('"sad', -1.2),
+                       ('"}]}', -0.3))
+    found = emotion_probabilities(logprobs)
+    assert found[0][0] == "excited" and math.isclose(found[0][1], math.exp(-0.4 - 0.1))
+    assert found[1][0] == "sad" and math.isclose(found[1][1], math.exp(-1.2))
+    assert emotion_probabilities(None) == {}
+
+
+def test_a_model_guess_carries_its_confidence_and_is_performed_by_it():
+    from vibevoice import delivery
+    from vibevoice.plan.http import _clamp_confidence, _merge
+    from vibevoice.plan.validate import check_entry
+    from vibevoice.voices import load_templates
+
+    script = parse_script("[A] The train leaves at nine.\n")
+    entry = _clamp_confidence({"line_index": 0, "emotion": "calm", "confidence": 1.7})
+    assert entry["confidence"] == 1.0
+    assert "confidence" not in _clamp_confidence({"line_index": 0, "confidence": "very"})
+    _, plan = check_entry(entry, script)
+    stated = _merge(script, 0, plan, entry)  # no logprobs: the confidence it stated
+    heard = _merge(script, 0, plan, entry, ("calm", 0.12))  # logprobs: the probability of its word wins
+    other = _merge(script, 0, plan, entry, ("sad", 0.9))  # logprobs of another word: not this guess's
+    assert (stated.emotion_source, stated.confidence) == ("model", 1.0)
+    assert heard.confidence == 0.12 and other.confidence == 1.0
+    voice = load_templates()["warm-female"]
+    sure, unsure = delivery.line_delivery(voice, 1.0, stated), delivery.line_delivery(voice, 1.0, heard)
+    assert sure.strength > 0 and sure.emotion == "calm"
+    assert unsure.strength == 0 and unsure.emotion is None  # below the confidence floor: read neutral

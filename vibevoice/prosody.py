@@ -96,9 +96,9 @@ def check_overrides(overrides: dict[str, dict[str, float]]) -> dict[str, dict[st
     return overrides
 
 
-def rate_for(emotion: str) -> float:
+def rate_for(emotion: str, overrides: dict[str, dict[str, float]] | None = None) -> float:
     """The recipe's rate factor for ``emotion`` at full strength (the rules planner's rate tendency)."""
-    return float(recipe(emotion)["rate"])
+    return float(recipe(emotion, overrides)["rate"])
 
 
 def strength(emotion: str, source: str | None, confidence: float | None) -> float:

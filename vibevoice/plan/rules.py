@@ -166,9 +166,11 @@ def emphasis_words(text: str) -> list[str]:
     return list(dict.fromkeys(words))[:8]
 
 
-def rate_for(emotion: str, intensity: float) -> float:
-    """Speaking-rate factor for an emotion: its tendency, stronger with intensity, clamped to the schema."""
-    return round(min(1.3, max(0.7, 1 + (prosody.rate_for(emotion) - 1) * (0.5 + intensity))), 2)
+def rate_for(emotion: str, intensity: float, overrides: dict[str, dict[str, float]] | None = None) -> float:
+    """Speaking-rate factor for an emotion: its tendency, stronger with intensity, clamped to the schema
+    (``overrides``: a voice template's per-emotion recipe values)."""
+    rate = prosody.rate_for(emotion, overrides)
+    return round(min(1.3, max(0.7, 1 + (rate - 1) * (0.5 + intensity))), 2)
 
 
 def _rate(line: Line, emotion: str, intensity: float) -> float:
