@@ -64,6 +64,12 @@ def _reference_rate(script: Script, voices: dict[str, VoiceTemplate], engines: l
     return rtf + chunks * CHUNK_SECONDS / max(script.estimated_seconds(), 1e-9)
 
 
+def covers(voices: dict[str, VoiceTemplate], engine: str = "voices") -> bool:
+    """Whether these estimates speak for such a job: line by line on the embedded engines. VibeVoice and
+    Qwen3-TTS jobs depend on their checkpoint and device; their preflights estimate them."""
+    return engine == "voices" and all(v.engine in LOAD_SECONDS for v in voices.values())
+
+
 def learn(script: Script, voices: dict[str, VoiceTemplate], planner: str | None, cold: set[str],
           plan_seconds: float, render_seconds_: float, export_seconds: float, director_cold: bool = True) -> None:
     """Fold one finished, fully rendered job into what this machine is known to take (``speed.json``).

@@ -119,7 +119,8 @@ def run(job: Job, output: Path | None = None, progress: Callable[[Progress], Non
 
     A job rendered from scratch teaches the render-time estimate what this machine takes."""
     planner = None if job.manifest.chunked else job.manifest.planner
-    cold = {v.engine for v in job.manifest.voices.values() if not estimate.engine_loaded(v.engine)}
+    learns = estimate.covers(job.manifest.voices, job.manifest.settings.engine)
+    cold = {v.engine for v in job.manifest.voices.values() if learns and not estimate.engine_loaded(v.engine)}
     director_cold = not estimate.director_loaded()
     t0 = time.monotonic()
     job.direct(progress=direct_progress)
@@ -132,7 +133,7 @@ def run(job: Job, output: Path | None = None, progress: Callable[[Progress], Non
     try:
         outputs = export_job(job, output, stems=len(job.script.speakers) > 1 if stems is None else stems,
                              mp3_kbps=mp3_kbps)
-        if whole:
+        if whole and learns:
             estimate.learn(job.script, job.manifest.voices, planner, cold, t1 - t0, t2 - t1, time.monotonic() - t2,
                            director_cold)
         return outputs
