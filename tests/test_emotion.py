@@ -8,6 +8,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from kokoro_support import feed
 from vibevoice import delivery, prosody
 from vibevoice.delivery import LineDelivery
 from vibevoice.engines import kokoro_model
@@ -15,7 +16,6 @@ from vibevoice.engines.base import Segment
 from vibevoice.engines.kokoro import (
     FRAME_SAMPLES,
     KokoroEngine,
-    blend_style,
     neutral_arrays,
     prosody_arrays,
     token_chars,
@@ -46,14 +46,6 @@ def sessions() -> tuple[ort.InferenceSession, ort.InferenceSession]:
     options = lambda: kokoro_model.session_options(2)  # noqa: E731
     return (ort.InferenceSession(with_controls, options(), providers=["CPUExecutionProvider"]),
             ort.InferenceSession(without, options(), providers=["CPUExecutionProvider"]))
-
-
-def feed(text: str) -> dict[str, np.ndarray]:
-    vocab = kokoro_model.vocab()
-    ids = [vocab[c] for c in Phonemizer()(text) if c in vocab]
-    style = blend_style(load_templates()["warm-female"].spec)
-    return {"tokens": np.array([[0, *ids, 0]], np.int64), "style": style[len(ids) - 1].reshape(1, 256),
-            "speed": np.array([1.0], np.float32)}
 
 
 def controls(tokens: int, **changes) -> dict[str, np.ndarray]:

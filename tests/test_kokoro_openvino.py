@@ -8,15 +8,14 @@ import pathlib
 import numpy as np
 import pytest
 
+from kokoro_support import feed
 from vibevoice.engines import kokoro_float, kokoro_model, kokoro_openvino
 from vibevoice.engines.kokoro import (
     FRAME_SAMPLES,
     KokoroEngine,
-    blend_style,
     neutral_arrays,
 )
 from vibevoice.errors import Unavailable
-from vibevoice.voices import load_templates
 
 pytest.importorskip("openvino")
 
@@ -45,16 +44,6 @@ def ov_sessions(tmp_path_factory):
     return sessions(str(tmp_path_factory.mktemp("ov")))
 
 
-def _feed(text: str) -> dict[str, np.ndarray]:
-    from vibevoice.phonemize import Phonemizer
-
-    vocab = kokoro_model.vocab()
-    ids = [vocab[c] for c in Phonemizer()(text) if c in vocab]
-    style = blend_style(load_templates()["warm-female"].spec)
-    return {"tokens": np.array([[0, *ids, 0]], np.int64), "style": style[len(ids) - 1].reshape(1, 256),
-            "speed": np.array([1.0], np.float32)}
-
-
 def _controls(tokens: int) -> dict[str, np.ndarray]:
     return {k: v.reshape(1, -1) if v.ndim else v.reshape(1) for k, v in neutral_arrays(tokens).items()}
 
@@ -62,7 +51,7 @@ def _controls(tokens: int) -> dict[str, np.ndarray]:
 @pytest.mark.parametrize("text", [EN, ZH])
 def test_defaults_give_the_float_graph_without_controls(ov_sessions, text):
     shaped, plain = ov_sessions
-    inputs = _feed(text)
+    inputs = feed(text)
     tokens = inputs["tokens"].shape[1]
     audio, durations = shaped.run(None, {**inputs, **_controls(tokens)})
     (before,) = plain.run(["audio"], inputs)
