@@ -24,6 +24,7 @@ from ..errors import BadInput, Cancelled, RenderFailed, Unavailable
 from ..job import service
 from ..job.model import MANIFEST, RenderSettings
 from ..job.runner import Job
+from ..plan import release_now as release_director
 from ..qa import gate
 from ..voices import assign_voices, load_templates, parse_assignment
 from .common import ScriptArg, err, fail, out, parse, print_flags, read_script
@@ -186,6 +187,7 @@ def _run_with_progress(job: Job, output: Path, stems: bool, mp3_kbps: int) -> di
                       console=err, transient=True) as bar:
             task = bar.add_task("plan", total=len(job.script.lines))
             job.direct(progress=lambda done, total: bar.update(task, completed=done))
+        release_director()  # this process plans no more: its memory goes back before the render
         plan = job.manifest.plan
         if plan is not None:
             fell_back = f"; {len(plan.fallbacks)} line(s) fell back to rules" if plan.fallbacks else ""

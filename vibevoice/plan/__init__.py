@@ -90,6 +90,19 @@ def release_models() -> None:
         sys.modules["vibevoice.plan.local_model"].release_after(idle)
 
 
+def release_now() -> None:
+    """Give the director's memory back at once, wherever it lives (its own process, or this one): for a
+    caller that plans no more, such as a CLI render, whose rendering should not hold a gigabyte of
+    language model next to the voices for the idle time (issue 16: a 90-minute job within 1.5 GB)."""
+    import sys
+
+    from . import process
+
+    process.stop()
+    if "vibevoice.plan.local_model" in sys.modules:
+        sys.modules["vibevoice.plan.local_model"].release_after(0)
+
+
 def _ask(impl: Planner, script: Script, todo: list[int], deadline: float | None, planned: dict[int, LinePlan],
          keep: Callable[[int, LinePlan], None], progress: Callable[[int, int], None] | None) -> dict[int, str]:
     """Have ``impl`` plan the ``todo`` lines into ``planned``; return the lines it failed, with why.
