@@ -54,8 +54,10 @@ def default_planner() -> str:
 
 
 def direct(script: Script, planner: str, speaker_hints: dict[str, str] | None = None,
-           progress: Callable[[int, int], None] | None = None) -> Plan | None:
-    """Ask the director for a plan; a speaker's emotion hint from the page joins each of their lines' hints."""
+           progress: Callable[[int, int], None] | None = None,
+           on_line: Callable[[LinePlan], None] | None = None) -> Plan | None:
+    """Ask the director for a plan; a speaker's emotion hint from the page joins each of their lines' hints.
+    ``on_line`` hears each line's plan as soon as it is final (``plan.make_plan``)."""
     if planner == NO_PLANNER:
         return None
     from .plan import make_plan, process, release_models  # the planners load language models: only when asked for
@@ -65,9 +67,9 @@ def direct(script: Script, planner: str, speaker_hints: dict[str, str] | None = 
                  if speaker_hints.get(line.speaker) else line for line in script.lines]
         script = script.model_copy(update={"lines": lines})
     if process.wanted(planner):  # a local model's memory leaves with its process (plan/process.py)
-        return process.plan_in_child(script, planner, progress)
+        return process.plan_in_child(script, planner, progress, on_line)
     try:
-        return make_plan(script, planner, progress=progress)
+        return make_plan(script, planner, progress=progress, on_line=on_line)
     finally:
         release_models()
 

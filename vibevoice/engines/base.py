@@ -103,16 +103,12 @@ def split_text(text: str, max_chars: int, first_chars: int | None = None) -> lis
 
     Sentences are packed greedily so a long monologue becomes few, natural pieces instead of one
     piece per sentence (each call to an engine costs a little start-up time and breath). With
-    ``first_chars``, a first sentence that short is a piece of its own (the programme's first chunk:
-    the sooner it is rendered, the sooner anyone hears anything).
+    ``first_chars``, the first clause (up to a comma, colon or sentence end, at most that long) is a
+    piece of its own: the programme's first chunk, whose render time is what a listener waits before
+    hearing anything (issue 16: "Welcome back to the show," renders in ~0.4 of the whole sentence's time).
     """
-    if first_chars is not None and len(text) > first_chars:
-        sentences = _pieces(text, _SENTENCE_END)
-        if len(sentences) > 1 and len(sentences[0]) <= min(first_chars, max_chars):
-            rest = sentences[1]
-            for sentence in sentences[2:]:
-                rest = _join(rest, sentence)
-            return [sentences[0], *split_text(rest, max_chars)]
+    if first_chars is not None and (head := _first_clause(text, min(first_chars, max_chars))):
+        return [head[0], *split_text(head[1], max_chars)]
     if len(text) <= max_chars:
         return [text]
     pieces: list[str] = []
@@ -124,6 +120,27 @@ def split_text(text: str, max_chars: int, first_chars: int | None = None) -> lis
         else:
             pieces.append(sentence)
     return pieces
+
+
+_CLAUSE_END = re.compile(r"(?<=[.!?;:,…])\s+|(?<=[。！？；：，、])\s*")  # a comma in "1,000" is no clause end
+
+
+def _first_clause(text: str, limit: int) -> tuple[str, str] | None:
+    """``text`` cut after its first clause, if that clause and the phrase after it are each at least two
+    words (four characters of Chinese) and the clause at most ``limit`` characters; else None. So
+    "Welcome back to the show, everyone." stays whole: "everyone." is no phrase to start a piece with."""
+    for end in _CLAUSE_END.finditer(text):
+        head, rest = text[:end.start()].strip(), text[end.end():].strip()
+        if len(head) > limit:
+            return None
+        following = _CLAUSE_END.split(rest, maxsplit=1)[0]
+        if _enough(head) and _enough(following):
+            return head, rest
+    return None
+
+
+def _enough(text: str) -> bool:
+    return len(text.split()) >= 2 or len(_CJK.findall(text)) >= 4
 
 
 def _hard_split(sentence: str, max_chars: int) -> list[str]:

@@ -43,6 +43,7 @@ class LineByLine:
 
     whole_script = False
     batch_size = 1
+    renders_ahead = True  # a line can be rendered as soon as its plan is final (``Job.direct``, ``ahead``)
     notes: tuple[str, ...] = ()  # what the renderer found when keying the chunks (for the job's notes)
 
     def __init__(self, settings: RenderSettings) -> None:
@@ -57,17 +58,19 @@ class LineByLine:
     def honoured(self, voice: VoiceTemplate) -> frozenset[str]:
         return self.engine(voice).capabilities.plan_fields | TIMELINE_FIELDS
 
-    def chunks(self, script: Script, voices: dict[str, VoiceTemplate], plan: Plan | None) -> list[ChunkRecord]:
-        """Cut every line into pieces its engine can speak in one call; key each by what shapes its audio."""
+    def chunks(self, script: Script, voices: dict[str, VoiceTemplate], plan: Plan | None,
+               lines: list[int] | None = None) -> list[ChunkRecord]:
+        """Cut every line (or only ``lines``) into pieces its engine can speak in one call; key each by what
+        shapes its audio. Records are numbered from 0 here; keys do not depend on which lines were asked."""
         chunks: list[ChunkRecord] = []
         plans = delivery.line_plans(plan)
-        for line in script.lines:
+        for line in script.lines if lines is None else [script.lines[i] for i in lines]:
             voice = voices[line.speaker]
             wanted = delivery.line_delivery(voice, self.settings.speed, plans.get(line.index))
             emotion = wanted.emotion if wanted.emotion in voice.emotions else None  # a variant performs it
             engine = self.engine(voice)
             seed = self.settings.seed if engine.capabilities.seeded else None
-            first = FIRST_CHUNK_CHARS if not chunks else None  # the first sentence alone: heard sooner
+            first = FIRST_CHUNK_CHARS if line.index == 0 else None  # the first clause alone: heard sooner
             pieces = split_text(line.text, engine.capabilities.max_chunk_chars, first)
             for n, text in enumerate(pieces):
                 shaped = _prosody_of(wanted, engine, last=n == len(pieces) - 1)
@@ -93,6 +96,8 @@ class LineByLine:
 
 class Batched(LineByLine):
     """Qwen3-TTS: each line a chunk (resumable, retakeable), the lines of a job generated in batches."""
+
+    renders_ahead = False  # its batches are cut from the whole job's chunks
 
     def __init__(self, settings: RenderSettings) -> None:
         super().__init__(settings)
@@ -163,6 +168,7 @@ class WholeScript:
 
     whole_script = True
     batch_size = 1
+    renders_ahead = False
     notes: tuple[str, ...] = ()
 
     def __init__(self, settings: RenderSettings) -> None:

@@ -149,6 +149,8 @@ class Manifest(BaseModel):
     content_flags: list[Finding] = Field(default_factory=list, description="lines the content filter flagged")
     chunked: bool = Field(default=True, description="False until the chunks are keyed from the final plan")
     chunks: list[ChunkRecord]
+    ahead: int = Field(default=0, description="while not chunked: the first chunks, keyed from final line plans "
+                       "while the director plans the rest (a stream may play them)")
     outputs: dict[str, str] = Field(default_factory=dict)
 
 

@@ -14,7 +14,8 @@ Layout of a job directory::
 
 A job is created once (``Job.create``: admission, then the manifest). When a director still has to
 plan it (``planner``), its chunks are keyed by ``Job.direct`` from the final plan, in whichever
-process renders it, so submitting stays instant and the plan is made once.
+process renders it, so submitting stays instant and the plan is made once. A job someone may be
+listening to renders each line while the director plans the next (``ahead``, see ``ahead.py``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from ..qa import gate
 from ..script import Script, parse_script
 from ..voices import VoiceTemplate
 from .admission import admit
+from .ahead import DirectorThread
 from .chunks import Renderer, renderer_for
 from .model import MANIFEST, ChunkRecord, Manifest, Progress, RenderSettings, TimedWord
 
@@ -52,6 +54,8 @@ _REVISION = re.compile(rb'"revision":\s*(\d+)')
 class Job:
     def __init__(self, directory: Path, manifest: Manifest) -> None:
         self._progress: ProgressFn | None = None
+        self.direct_seconds = 0.0  # how long this process's ``direct`` took (estimates learn from it)
+        self.rendered_here = 0  # chunks this process rendered (a job rendered from scratch teaches estimates)
         self._refs: dict[str, np.ndarray] | None = None
         self._renderer: Renderer | None = None
         self._on_disk = (Path(directory) / MANIFEST).exists()  # False until a new job's first save
@@ -119,16 +123,51 @@ class Job:
             self._renderer = renderer_for(self.manifest.settings)
         return self._renderer
 
-    def direct(self, progress: Callable[[int, int], None] | None = None) -> None:
-        """Run the director the job is waiting for (once), then key its chunks by the plan it made."""
+    def direct(self, progress: Callable[[int, int], None] | None = None, ahead: bool = False,
+               stop: threading.Event | None = None) -> None:
+        """Run the director the job is waiting for (once), then key its chunks by the plan it made.
+
+        With ``ahead`` (a line-by-line job about to render), each line is rendered as soon as its plan is
+        final, while the director plans the rest; those chunks are kept by their keys (``ahead.py``)."""
         m = self.manifest
         if m.chunked:
             return
-        plan = delivery.direct(self.script, m.planner or delivery.NO_PLANNER, m.speaker_hints, progress=progress)
+        t0 = time.monotonic()
+        planner = m.planner or delivery.NO_PLANNER
+        if ahead and self.renderer.renders_ahead and planner not in (delivery.NO_PLANNER, "rules"):
+            plan = self._direct_rendering_ahead(planner, progress, stop)
+        else:
+            plan = delivery.direct(self.script, planner, m.speaker_hints, progress=progress)
+        self.direct_seconds = time.monotonic() - t0
         plan = self._keep_unchanged(plan)
         m.plan, m.planner, m.kept_plans = plan, None, []
         self._key_chunks(plan)
         self.save()
+
+    def _direct_rendering_ahead(self, planner: str, progress, stop: threading.Event | None) -> Plan | None:
+        m = self.manifest
+        director = DirectorThread(lambda on_line: delivery.direct(self.script, planner, m.speaker_hints,
+                                                                  progress=progress, on_line=on_line))
+        kept = [c for c in m.chunks if c.status == "done" and (self.dir / c.file).exists()]
+        done, planned, ahead = {c.key: c for c in kept}, [], []
+        started = time.monotonic()
+        while lines := director.next_lines():
+            partial = self._keep_unchanged(Plan(planner=planner, lines=lines))
+            planned += partial.lines
+            m.plan = Plan(planner=planner, lines=planned)  # so far: the stream lays its pauses out from it
+            for chunk in self.renderer.chunks(self.script, m.voices, partial, lines=[p.line_index for p in lines]):
+                if stop is not None and stop.is_set():
+                    raise Cancelled("cancelled; resume to continue")
+                found = done.get(chunk.key)
+                ahead.append(found or chunk)
+                ahead[-1].index = len(ahead) - 1
+                placed = {id(c) for c in ahead}  # earlier audio stays listed until the final keying
+                m.chunks, m.ahead = ahead + [c for c in kept if id(c) not in placed], len(ahead)
+                if found is None:
+                    self._report(chunk, started, 0, 0)
+                    self._render_chunk(chunk, stop)
+                    self._report(chunk, started, 0, 0)  # a listener's stream wakes as the chunk is there
+        return director.result()
 
     def _keep_unchanged(self, plan: Plan | None) -> Plan | None:
         """The new plan with the previous plan of every unchanged line (same speaker, text, hints and
@@ -155,7 +194,7 @@ class Job:
                 chunk.spans, chunk.takes, chunk.words = kept.spans, kept.takes, kept.words
         speakers = {line.index: line.speaker for line in self.script.lines}
         honoured = {s: self.renderer.honoured(v) for s, v in m.voices.items()}
-        m.chunks, m.chunked = chunks, True
+        m.chunks, m.chunked, m.ahead = chunks, True, 0
         m.notes = delivery.unsupported(plan, m.voices, speakers, honoured) + list(self.renderer.notes)
 
     # -- rendering -----------------------------------------------------------------------------------
@@ -168,20 +207,22 @@ class Job:
         return [c for c in self.manifest.chunks
                 if c.status != "done" or not (self.dir / c.file).exists() or (unheard and not c.takes)]
 
-    def render(self, progress: ProgressFn | None = None, stop: threading.Event | None = None) -> Manifest:
-        """Render every chunk that is not finished yet. Safe to call again after any failure.
+    def render(self, progress: ProgressFn | None = None, stop: threading.Event | None = None,
+               direct_progress: Callable[[int, int], None] | None = None, ahead: bool = False) -> Manifest:
+        """Render every chunk that is not finished yet (directing first if the job waits for its plan, with
+        ``ahead`` as in ``direct``). Safe to call again after any failure.
 
         ``stop`` cancels between chunks (and between a whole-script engine's steps): the job becomes
         ``interrupted`` and ``Cancelled`` is raised. Ctrl-C does the same with ``KeyboardInterrupt``.
         """
-        if not self.manifest.chunked:
-            self.direct()
-        todo = self.pending
         self._progress = progress
         started = time.monotonic()
-        todo_chars, done_chars, failures = sum(len(c.text) for c in todo), 0, []
         self.set_status("rendering")
         try:
+            if not self.manifest.chunked:
+                self.direct(direct_progress, ahead=ahead, stop=stop)
+            todo = self.pending
+            todo_chars, done_chars, failures = sum(len(c.text) for c in todo), 0, []
             for n, chunk in enumerate(todo):
                 if stop is not None and stop.is_set():
                     raise Cancelled("cancelled; resume to continue")
@@ -292,6 +333,7 @@ class Job:
         """Write the chunk's audio, then record it: a crash between the two only costs a re-render."""
         write_bytes_atomic(self.dir / chunk.file, wav_bytes(audio, "FLOAT"))
         chunk.status, chunk.samples, chunk.error = "done", int(audio.size), None
+        self.rendered_here += 1
         chunk.render_seconds = round(time.monotonic() - t0, 3)
         self.save()
         return audio

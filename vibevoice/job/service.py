@@ -122,11 +122,11 @@ def run(job: Job, output: Path | None = None, progress: Callable[[Progress], Non
     learns = estimate.covers(job.manifest.voices, job.manifest.settings.engine)
     cold = {v.engine for v in job.manifest.voices.values() if learns and not estimate.engine_loaded(v.engine)}
     director_cold = not estimate.director_loaded()
-    t0 = time.monotonic()
-    job.direct(progress=direct_progress)
-    t1, whole = time.monotonic(), len(job.pending) == len(job.manifest.chunks)
-    job.render(progress=progress, stop=stop)
+    t0, job.direct_seconds, job.rendered_here = time.monotonic(), 0.0, 0
+    job.render(progress=progress, stop=stop, direct_progress=direct_progress, ahead=True)  # directs first
     t2 = time.monotonic()
+    # The director and the first lines overlap (``ahead``); the estimate adds them, as the two cores do.
+    t1, whole = t0 + job.direct_seconds, job.rendered_here == len(job.manifest.chunks)
     if output is None:
         name = slug(job.manifest.title or first_words(job))[:40].strip("-") or "podcast"
         output = job.dir / "out" / f"{name}.mp3"
@@ -446,8 +446,10 @@ class JobService:
             except NotFound:
                 return  # deleted while someone listened
             m = job.manifest
-            if not m.chunked and m.status in ACTIVE:  # the director is still planning it
-                time.sleep(poll)
+            if not m.chunked and index >= m.ahead:  # the director is still planning these lines
+                if m.status not in ACTIVE:
+                    return
+                self.executor.wait_change(poll)
                 continue
             if index >= len(m.chunks):
                 return
@@ -462,7 +464,7 @@ class JobService:
             elif m.status not in ACTIVE:
                 return  # stopped or failed: end the stream where the audio ends
             else:
-                time.sleep(poll)
+                self.executor.wait_change(poll)  # a finished chunk wakes it early
 
     @staticmethod
     def _refuse_if_active(directory: Path) -> None:

@@ -36,10 +36,18 @@ DIRECTOR_IDLE_SECONDS = 120.0  # how long the director's model stays loaded afte
 
 
 def make_plan(script: Script, planner: str = "auto", *, settings: PlannerSettings | None = None,
-              progress: Callable[[int, int], None] | None = None) -> Plan:
+              progress: Callable[[int, int], None] | None = None,
+              on_line: Callable[[LinePlan], None] | None = None) -> Plan:
     """Plan every line of ``script``; ``planner`` "auto" means ``settings.planner`` (itself "auto" by
     default: local if its model loads, else rules). ``progress(done, total)`` is called as lines finish.
+
+    ``on_line(plan)`` gets each line's plan as soon as it is final (a cached line, a planned one, or one
+    that fell back to rules), in any order; lines no planner reached (rules throughout, a planner that
+    did not load or crashed) are only in the returned plan.
+    The planners read the lines before a line, never its answer for later ones, so a job can render a
+    line while the director plans the next (``Job.direct`` with ``ahead``).
     """
+    tell = on_line or (lambda plan: None)
     settings = settings or PlannerSettings()
     name = settings.planner if planner == "auto" else planner
     if name not in ("auto", *PLANNERS):
@@ -63,8 +71,15 @@ def make_plan(script: Script, planner: str = "auto", *, settings: PlannerSetting
     keys = [line_key(fingerprint, script, i, impl.span(script, i)) for i in range(total)]
     planned = {i: hit for i, key in enumerate(keys) if (hit := cache.get(key, i))}
     cached = sorted(planned)
-    fallbacks = _ask(impl, script, [i for i in range(total) if i not in planned], deadline, planned,
-                     lambda i, plan: cache.put(keys[i], plan), progress)
+    for i in cached:
+        tell(planned[i])
+
+    def keep(i: int, plan: LinePlan | None) -> None:
+        if plan is not None:
+            cache.put(keys[i], plan)
+        tell(plan or base[i])
+
+    fallbacks = _ask(impl, script, [i for i in range(total) if i not in planned], deadline, planned, keep, progress)
     if fallbacks:
         first = min(fallbacks)
         log.warning("%s planner: %d of %d lines planned by rules instead (line %d: %s)", impl.name,
@@ -104,8 +119,9 @@ def release_now() -> None:
 
 
 def _ask(impl: Planner, script: Script, todo: list[int], deadline: float | None, planned: dict[int, LinePlan],
-         keep: Callable[[int, LinePlan], None], progress: Callable[[int, int], None] | None) -> dict[int, str]:
+         keep: Callable[[int, LinePlan | None], None], progress: Callable[[int, int], None] | None) -> dict[int, str]:
     """Have ``impl`` plan the ``todo`` lines into ``planned``; return the lines it failed, with why.
+    ``keep(i, plan)`` hears of each line as it is answered (``None``: it failed, rules stand in).
 
     A crash inside the planner costs its remaining lines, never the plan; its model is released at the
     end, also when a progress callback raised.
@@ -132,6 +148,7 @@ def _ask(impl: Planner, script: Script, todo: list[int], deadline: float | None,
                 keep(i, result)
             else:
                 fallbacks[i] = result.reason if isinstance(result, Failed) else f"{impl.name} planner: bad answer"
+                keep(i, None)
             _report(progress, len(planned) + len(fallbacks), total)
     finally:
         getattr(results, "close", lambda: None)()

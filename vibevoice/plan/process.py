@@ -10,10 +10,10 @@ keeps its model between plans and exits after ``VIBEVOICE_DIRECTOR_IDLE`` second
 and a crash or an out-of-memory kill inside the model costs the plan (the rules plan is used, with the
 reason on every line), never the server.
 
-The protocol is JSON lines: one request per line on the child's stdin (``{"plan": {"script", "planner"}}``
-or ``{"warm": true}``), answers on its stdout marked with ``MARK`` (anything else a library prints
-there is ignored): ``{"done": n, "total": t}`` as lines finish, then ``{"plan": …}``, ``{"warm": …}``
-or ``{"error": …}`` (a ``BadInput`` such as an unknown planner, raised again in the parent).
+The protocol is JSON lines: one request per line on the child's stdin (``{"plan": {"script", "planner",
+"lines"}}`` or ``{"warm": true}``), answers on its stdout marked with ``MARK`` (anything else a library
+prints there is ignored): ``{"done": n, "total": t}`` as lines finish (and, when ``lines`` is true, each
+line's final plan as ``{"line": …}``), then ``{"plan": …}``, ``{"warm": …}`` or ``{"error": …}`` (a ``BadInput`` such as an unknown planner, raised again in the parent).
 ``VIBEVOICE_DIRECTOR_PROCESS=0`` plans in-process instead; so does ``VIBEVOICE_KEEP_DIRECTOR=1``.
 """
 
@@ -30,10 +30,11 @@ from pathlib import Path
 from ..errors import BadInput
 from ..script import Script
 from . import rules
-from .schema import Plan
+from .schema import LinePlan, Plan
 
 MARK = "\x1evibevoice-plan "
 IDLE_SECONDS = 120.0
+NICENESS = 5
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 CHILD = [sys.executable, "-m", "vibevoice.plan.process"]
 
@@ -56,9 +57,12 @@ def alive() -> bool:
     return bool(_child) and _child[0].poll() is None
 
 
-def plan_in_child(script: Script, planner: str, progress: Callable[[int, int], None] | None = None) -> Plan:
-    """``make_plan(script, planner)`` in the director's process; its progress is relayed as it comes."""
-    answer = _ask({"plan": {"script": script.model_dump(mode="json"), "planner": planner}}, progress)
+def plan_in_child(script: Script, planner: str, progress: Callable[[int, int], None] | None = None,
+                  on_line: Callable[[LinePlan], None] | None = None) -> Plan:
+    """``make_plan(script, planner)`` in the director's process; its progress (and, for ``on_line``, each
+    line's plan) is relayed as it comes."""
+    request = {"script": script.model_dump(mode="json"), "planner": planner, "lines": on_line is not None}
+    answer = _ask({"plan": request}, progress, on_line)
     if "error" in answer:
         raise BadInput(answer["error"])
     if "plan" in answer:
@@ -82,13 +86,14 @@ def stop() -> None:
             child.wait()
 
 
-def _ask(request: dict, progress: Callable[[int, int], None] | None = None) -> dict:
+def _ask(request: dict, progress: Callable[[int, int], None] | None = None,
+         on_line: Callable[[LinePlan], None] | None = None) -> dict:
     """Send ``request`` and collect the answer. A child that had just timed out (it exits as the request
     arrives) is replaced once; a child that dies while working is reported as such."""
     with _lock:
         for attempt in (0, 1):
             child = _running()
-            answer = _exchange(child, request, progress)
+            answer = _exchange(child, request, progress, on_line)
             if "exit" not in answer or answer.get("started") or attempt:
                 answer.pop("started", None)
                 return answer
@@ -106,7 +111,7 @@ def _running() -> subprocess.Popen:
     return child
 
 
-def _exchange(child: subprocess.Popen, request: dict, progress) -> dict:
+def _exchange(child: subprocess.Popen, request: dict, progress, on_line) -> dict:
     answer: dict = {}
     try:
         child.stdin.write(json.dumps(request) + "\n")
@@ -119,6 +124,10 @@ def _exchange(child: subprocess.Popen, request: dict, progress) -> dict:
             if "done" in message:
                 if progress is not None:
                     progress(message["done"], message["total"])
+                continue
+            if "line" in message:
+                if on_line is not None:
+                    on_line(LinePlan.model_validate(message["line"]))
                 continue
             answer.update(message)
             return answer
@@ -145,6 +154,9 @@ def main() -> None:
 
     idle = idle_seconds()
     timer: threading.Timer | None = None
+    # The job renders each line while this plans the next (``job/ahead.py``): on two cores the audio
+    # someone is waiting for goes first, and the director takes what the render leaves.
+    os.nice(NICENESS)
     for line in sys.stdin:
         if timer is not None:
             timer.cancel()
@@ -153,8 +165,10 @@ def main() -> None:
             if "warm" in request:  # the model loaded and its prompt state computed
                 say({"warm": _warm(LocalPlanner, PlannerSettings)})
             else:
-                plan = make_plan(Script.model_validate(request["plan"]["script"]), request["plan"]["planner"],
-                                 progress=lambda done, total: say({"done": done, "total": total}))
+                asked = request["plan"]
+                tell = (lambda line: say({"line": line.model_dump(mode="json")})) if asked.get("lines") else None
+                plan = make_plan(Script.model_validate(asked["script"]), asked["planner"],
+                                 progress=lambda done, total: say({"done": done, "total": total}), on_line=tell)
                 say({"plan": plan.model_dump(mode="json")})
         except BadInput as err:
             say({"error": str(err)})
