@@ -11,7 +11,8 @@ Prints, for a 4-speaker script whose first line changes every run (nothing comes
   or the ``<audio>``'s clock first moving for MP3);
 - API request → first audio byte of ``/v1/audio/speech``, PCM and MP3 (after its ID3 tags), median of
   ``--runs``;
-- where the first chunk's time goes in-process: the director's plan, then the first chunk's render.
+- where the first chunk's time goes in-process: the director's first line (the job renders it while
+  the director plans the rest) and its whole plan, then the first chunk's render (its first clause).
 
 ``--planner`` is what the server plans with (default: the page's default, ``auto`` = the local LLM
 if it loads). Run: ``.venv/bin/python bench/bench_first_audio.py [--runs 5] [--planner rules]``.
@@ -109,10 +110,11 @@ def browser_runs(server: Server, runs: int) -> dict[str, list[float]]:
     return found
 
 
-def in_process(planner: str) -> list[tuple[float, float]]:
-    """Seconds for the director's plan, then for the first chunk's render, of two new jobs in a row
-    (Kokoro warm; the first job loads the director, the second finds it kept); then the director's
-    seconds for a 40-line script, and its line count."""
+def in_process(planner: str) -> dict[str, list[float]]:
+    """Where a job's first chunk waits, in-process (Kokoro warm): the director's first line (a job renders
+    it while the rest is planned, ``job/ahead.py``) and its whole plan, for two new 4-line jobs in a row
+    (the first loads the director, the second finds it kept) and a 40-line script; and the first chunk's
+    render on its own."""
     from vibevoice.delivery import direct
     from vibevoice.job.runner import Job
     from vibevoice.script import parse_script
@@ -121,18 +123,21 @@ def in_process(planner: str) -> list[tuple[float, float]]:
 
     warm_up(lambda line: None)
     voices = assign_voices(list(SPEAKERS), {}, {}, load_templates())
-    found = []
-    for n in (5998, 5999):
-        job = Job.create(Path(tempfile.mkdtemp()), script(n), voices, planner=planner)
+    found: dict[str, list[float]] = {"first line": [], "whole plan": [], "first chunk": []}
+    texts = [script(5998), script(5999), "".join(script(6000 + n) for n in range(10))]  # none planned before
+    for text in texts:
+        seen: list[float] = []
         t0 = time.perf_counter()
+        direct(parse_script(text), planner, on_line=lambda line, seen=seen, t0=t0: seen.append(time.perf_counter() - t0))
+        found["whole plan"].append(time.perf_counter() - t0)
+        found["first line"].append(min(seen) if seen else found["whole plan"][-1])
+    for n in (5998, 5999):
+        job = Job.create(Path(tempfile.mkdtemp()), script(n), voices, planner="rules")
         job.direct()
-        planned = time.perf_counter() - t0
-        job._render_chunk(job.manifest.chunks[0], None)  # the first chunk alone, as the render loop does it
-        found.append((planned, time.perf_counter() - t0 - planned))
-    long = parse_script("".join(script(6000 + n) for n in range(10)))  # 40 lines, none planned before
-    t0 = time.perf_counter()
-    direct(long, planner)
-    found.append((time.perf_counter() - t0, len(long.lines)))
+        t0 = time.perf_counter()
+        job._render_chunk(job.manifest.chunks[0], None)  # the first chunk (a clause) alone, as the job renders it
+        found["first chunk"].append(time.perf_counter() - t0)
+    found["first chunk text"] = job.manifest.chunks[0].text
     return found
 
 
@@ -181,11 +186,12 @@ def main() -> None:
     print(f"API → first audio byte, speech pcm:   {_figures(api['pcm'])}")
     print(f"API → first audio byte, speech mp3:   {_figures(api['mp3'])}")
     os.environ["VIBEVOICE_HOME"] = str(home)  # the installed conversions; the plan cache holds no line used below
-    (cold, first), (warm, again), (long, lines) = in_process(args.planner or "auto")
-    print(f"in-process, new job: director {cold:.2f} s (loading it), first chunk {first:.2f} s; next job: "
-          f"director {warm:.2f} s (kept), first chunk {again:.2f} s; a {lines}-line script: director {long:.2f} s "
-          "(all of it before the first chunk starts)")
-
+    found = in_process(args.planner or "auto")
+    lines, whole = found["first line"], found["whole plan"]
+    print(f"in-process: director's first line / whole plan — new job (loads it) {lines[0]:.2f} / {whole[0]:.2f} s; "
+          f"next job (kept) {lines[1]:.2f} / {whole[1]:.2f} s; a 40-line script {lines[2]:.2f} / {whole[2]:.2f} s. "
+          f"First chunk {found['first chunk text']!r} rendered alone: {found['first chunk'][1]:.2f} s "
+          f"(first try {found['first chunk'][0]:.2f} s)")
 
 if __name__ == "__main__":
     main()
