@@ -141,6 +141,38 @@ def in_process(planner: str) -> dict[str, list[float]]:
     return found
 
 
+def comma_pause(voices: tuple[str, ...] = ("deep-male", "warm-female")) -> list[tuple[str, float, float]]:
+    """The first chunk is the first clause: per voice, the longest silence Kokoro leaves inside the whole
+    first line (at its comma) vs the join of the two pieces (the clause's tail + ``SPLIT_GAP`` + the
+    rest's head), in seconds: does the split pause where a reader would?"""
+    import numpy as np
+
+    from vibevoice.engines.base import Segment, split_text
+    from vibevoice.engines.kokoro import KokoroEngine
+    from vibevoice.export import SPLIT_GAP
+    from vibevoice.voices import load_templates
+
+    def quiet(audio: np.ndarray) -> np.ndarray:  # 10 ms frames below -45 dBFS
+        frames = audio[: audio.size // 240 * 240].reshape(-1, 240)
+        return 20 * np.log10(np.sqrt((frames ** 2).mean(1)) + 1e-9) < -45
+
+    def runs(mask: np.ndarray) -> list[int]:
+        edges = np.flatnonzero(np.diff(np.r_[0, mask.astype(int), 0]))
+        return [int(b - a) for a, b in zip(edges[::2], edges[1::2])]
+
+    engine, templates, found = KokoroEngine(), load_templates(), []
+    line = script(12).splitlines()[0].split("] ", 1)[1]  # "Welcome back to the show, this is take 12."
+    head, rest = split_text(line, 400, 90)[:2]
+    for name in voices:
+        say = lambda text, v=templates[name]: engine.synthesize([Segment(0, "A", text, "en")], {"A": v}).audio  # noqa: E731
+        whole, a, b = quiet(say(line)), quiet(say(head)), quiet(say(rest))
+        inner = max(runs(whole[5:-5]) or [0]) / 100
+        tail, lead = len(a) - len(np.trim_zeros((~a).astype(int), "b")), len(b) - len(np.trim_zeros((~b).astype(int), "f"))
+        join = tail / 100 + SPLIT_GAP + lead / 100
+        found.append((name, inner, join))
+    return found
+
+
 def _warmed_up(server: Server, director: bool, timeout: float = 120) -> str:
     """Wait for the server's start-up warm-up (Kokoro, then the director if it plans with one); its lines."""
     deadline = time.monotonic() + timeout
@@ -186,6 +218,9 @@ def main() -> None:
     print(f"API → first audio byte, speech pcm:   {_figures(api['pcm'])}")
     print(f"API → first audio byte, speech mp3:   {_figures(api['mp3'])}")
     os.environ["VIBEVOICE_HOME"] = str(home)  # the installed conversions; the plan cache holds no line used below
+    for name, inner, join in comma_pause():
+        print(f"first clause split, {name}: Kokoro's own pause inside the whole line {inner:.2f} s; "
+              f"the join of the two pieces {join:.2f} s")
     found = in_process(args.planner or "auto")
     lines, whole = found["first line"], found["whole plan"]
     print(f"in-process: director's first line / whole plan — new job (loads it) {lines[0]:.2f} / {whole[0]:.2f} s; "
