@@ -13,8 +13,11 @@ the lines of an already rendered job are repeated to each length, four speakers 
 (``VIBEVOICE_DIRECTOR_PROCESS=0``; a job runs it in a child process of its own): its peak, and what
 is left after it lets its model go; ``--server N`` starts ``python app.py``, runs N small jobs through the API (local
 director, Kokoro) and prints the server's RSS after start, at its peak and idle after the jobs.
+``--cli`` runs whole jobs as a user does (``vibevoice render``: the local director, Kokoro, the export)
+of each length and samples the RSS of all their processes every second, with the chunk cost (render
+seconds per second of speech) in the first and last tenth of the job.
 Run: ``.venv/bin/python bench/bench_memory.py [--minutes 1 10 90] [--in-memory] [--render] [--plan]
-[--server 3]``.
+[--server 3] [--cli]``.
 """
 
 from __future__ import annotations
@@ -196,6 +199,55 @@ def server_idle(jobs: int) -> None:
         server.kill()
 
 
+def cli_job(script: Path, work: Path) -> dict:
+    """A whole job as a user runs it: ``vibevoice render`` (director, render, export in one command),
+    its process tree's RSS sampled every second (the render process and the director's, summed)."""
+    job_dir, out = work / "job", work / "out.mp3"
+    command = [sys.executable, "-m", "vibevoice.cli", "render", str(script), "-o", str(out), "--job-dir", str(job_dir)]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "VIBEVOICE_PLANNER": os.environ.get("VIBEVOICE_PLANNER", "auto")})
+    t0, peak, main_peak, exported_at = time.perf_counter(), 0.0, 0.0, None
+    while proc.poll() is None:
+        pids = [proc.pid, *_descendants(proc.pid)]
+        sizes = [_rss_of(pid) for pid in pids]
+        peak, main_peak = max(peak, sum(sizes)), max(main_peak, sizes[0])
+        if exported_at is None and (job_dir / "job.json").exists() and '"status": "rendered"' in _read(job_dir / "job.json"):
+            exported_at = time.perf_counter()
+        time.sleep(1.0)
+    wall = time.perf_counter() - t0
+    manifest = json.loads(_read(job_dir / "job.json"))
+    chunks = manifest["chunks"]
+    tenth = max(1, len(chunks) // 10)
+    cost = [sum(c["render_seconds"] for c in part) / max(1e-9, sum(c["samples"] for c in part) / 24000)
+            for part in (chunks[:tenth], chunks[-tenth:])]
+    return {"rc": proc.returncode, "peak": peak, "main": main_peak, "wall": wall, "chunks": len(chunks),
+            "speech": sum(c["samples"] for c in chunks) / 24000, "status": manifest["status"],
+            "export": wall - (exported_at - t0) if exported_at else None, "cost": cost}
+
+
+def _descendants(pid: int) -> list[int]:
+    try:
+        kids = [int(k) for k in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+    return kids + [g for k in kids for g in _descendants(k)]
+
+
+def _rss_of(pid: int) -> float:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return 0.0
+    return next((int(ln.split()[1]) / 1024 for ln in status if ln.startswith("VmRSS")), 0.0)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
 def _child(*args: str, planner: str = "none") -> dict:
     out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=True,
                          env={**os.environ, "VIBEVOICE_PLANNER": planner, "VIBEVOICE_DIRECTOR_PROCESS": "0"})
@@ -211,6 +263,7 @@ def main() -> None:
     parser.add_argument("--plan", action="store_true", help="the local director planning the longest script")
     parser.add_argument("--server", type=int, metavar="JOBS", help="the app's RSS after start, over N jobs, idle")
     parser.add_argument("--skip-export", action="store_true", help="no export measurements")
+    parser.add_argument("--cli", action="store_true", help="whole CLI jobs (plan, render, export) of each length")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -227,6 +280,17 @@ def main() -> None:
         print(f"{max(args.minutes):>5g} min | {r['lines']:>5} lines  | director ({r['planner']}) | peak RSS "
               f"{r['peak']:6.0f} MiB (after imports {r['base']:4.0f}, after planning {r['after']:4.0f}) | "
               f"wall {r['wall']:6.1f} s")
+    if args.cli:
+        for minutes in args.minutes:
+            with tempfile.TemporaryDirectory() as tmp:
+                script = Path(tmp) / "script.txt"
+                script.write_text(make_script(minutes))
+                r = cli_job(script, Path(tmp))
+            export = f"{r['export']:.0f} s" if r["export"] is not None else "?"
+            print(f"{minutes:>5g} min | {r['chunks']:>5} chunks | speech {r['speech'] / 60:6.1f} min | vibevoice render "
+                  f"({r['status']}, rc {r['rc']}) | peak RSS, all its processes {r['peak']:6.0f} MiB (render process "
+                  f"{r['main']:4.0f}) | wall {r['wall']:6.0f} s, export {export} | chunk cost first/last tenth "
+                  f"{r['cost'][0]:.2f}/{r['cost'][1]:.2f} s per s")
     if args.skip_export:
         return
     with tempfile.TemporaryDirectory() as tmp:
