@@ -18,12 +18,20 @@ polynomial vs OpenVINO's Sin, one thread vs two.  Last, a physical limit: multip
 the float graph's Conv/ConvTranspose/MatMul/Gemm/LSTM per second of audio, against this CPU's AMX
 bf16 peak (see :func:`peak_macs`).
 
+With ``--lanes`` it measures throughput over a job instead (``lanes_table``): the whole passage
+rendered by stock, by ours one sentence after another, and by ours on parallel single-thread lanes
+(``vibevoice.engines.kokoro_lanes``) in three shapes, whole passages taking turns in each round; then
+the engine end to end on the passage's text (phonemisation included), serial vs on lanes, to see
+whether one lane's phonemisation (Python, under the GIL) overlaps the other lane's inference.
+
     .venv/bin/python bench/bench_kokoro_runtime.py [--runs 3] [--threads 2] [--f32]
+    PYTHONPATH=. .venv/bin/python bench/bench_kokoro_runtime.py --lanes --runs 2
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import pathlib
 import sys
 import tempfile
@@ -51,6 +59,25 @@ PASSAGE = [
     "hˌi lˈʊkt æt hɜɹ fɔɹ ɐ lˈɔŋ mˈOmᵊnt, ðˈɛn stˈɛpt əsˈId ænd lˈɛt hɜɹ ˈɪn, bəkˈʌz ðə wˈɪnd wʌz kˈOld ænd ðə kˈɛTᵊl wʌz ˌɔlɹˈɛdi wˈɔɹm.",
     "ʃˌi stˈAd fɔɹ θɹˈi jˈɪɹz, ænd bI ði ˈɛnd ʌv ðˌɛm ʃi nˈu ˈɛvəɹi kɹˈik ʌv ðə tˈWəɹ ænd ˈɛvəɹi mˈud ʌv ðə sˈi.",
     "wˌɛn hi fˈInᵊli ɹətˈIəɹd, hi hˈændᵻd hɜɹ ðə hˈɛvi bɹˈæs kˈi wɪðˈWt ɐ wˈɜɹd, ænd ʃi ˌʌndəɹstˈʊd ɪɡzˈæktli wˌʌt ɪt mˈɛnt.",
+]
+
+# The passage as written (what the engine phonemises itself, for the end-to-end rows of --lanes).
+TEXT = [
+    "Do you think AI can write novels? Sure, once it learns to tell stories.",
+    ("The old lighthouse keeper climbed the spiral stairs every evening, counting each step as if it might "
+     "have changed since the night before."),
+    ("From the top, he could see the whole harbor: the fishing boats tied in neat rows, the gulls circling "
+     "above the market, and the long gray line of the breakwater."),
+    "Nobody in the village remembered when he had first arrived, and he never offered to tell them.",
+    ("On stormy nights, the beam swept across the water like a slow, patient hand, searching for anyone "
+     "who might be lost out there in the dark."),
+    "One winter, a young woman knocked on his door and asked whether he needed help.",
+    ("He looked at her for a long moment, then stepped aside and let her in, because the wind was cold "
+     "and the kettle was already warm."),
+    ("She stayed for three years, and by the end of them she knew every creak of the tower and every "
+     "mood of the sea."),
+    ("When he finally retired, he handed her the heavy brass key without a word, and she understood "
+     "exactly what it meant."),
 ]
 
 Synth = Callable[[str], np.ndarray]
@@ -229,6 +256,129 @@ def limit_table(graph: bytes, voice: np.ndarray, walls: dict[str, float], audio_
         print(f"  {name:<40} reaches {floor / wall:6.1%} of the peak")
 
 
+def passage_table(jobs: dict[str, Callable[[], object]], audio_seconds: float, runs: int,
+                  baseline: str) -> dict[str, float]:
+    """Each job renders the whole passage once per round, the order rotating round by round, so load
+    from other work hits all alike; prints wall time, RTF and ``baseline``'s wall / this wall."""
+    names = list(jobs)
+    walls = {name: np.zeros(runs) for name in names}
+    for run in range(runs):
+        for name in names[run % len(names):] + names[:run % len(names)]:
+            start = time.perf_counter()
+            jobs[name]()
+            walls[name][run] = time.perf_counter() - start
+        print(f"  run {run + 1}: " + ", ".join(f"{n.split(')')[0]}) {walls[n][run]:.1f}s" for n in names), flush=True)
+    print(f"\nAudio: {audio_seconds:.1f} s; mean of {runs} runs; load average {os.getloadavg()[0]:.1f}")
+    print(f"{'job':<52} {'wall s':>8} {'RTF':>7} {'vs ' + baseline.split(')')[0] + ')':>9}")
+    for name in names:
+        wall = walls[name].mean()
+        print(f"{name:<52} {wall:8.2f} {wall / audio_seconds:7.3f} {walls[baseline].mean() / wall:8.2f}x")
+    return {name: walls[name].mean() for name in names}
+
+
+def rss_mb() -> float:
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmRSS")) / 1024
+
+
+def lanes_table(workdir: pathlib.Path, voice_name: str, runs: int, lanes: int, openvino: bool = False) -> None:
+    """Throughput over the passage: stock, ours serial (2 threads, 1 thread) and ours on ``lanes``
+    parallel single-thread lanes (one shared session, a session per lane, one 2-thread session
+    shared); then the engine on text, serial vs on lanes (phonemisation included)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from vibevoice.delivery import LineDelivery
+    from vibevoice.engines.base import Segment
+    from vibevoice.engines.kokoro import KokoroEngine
+    from vibevoice.engines.kokoro_lanes import Lanes
+    from vibevoice.voices import BlendPart, KokoroSpec, VoiceTemplate
+
+    voice = kokoro_model.voice_packs()[voice_name]
+    graph = kokoro_model.fast_model_bytes(workdir / "cache")
+
+    def session(threads: int) -> ort.InferenceSession:
+        before = rss_mb()
+        made = ort.InferenceSession(graph, kokoro_model.session_options(threads), providers=["CPUExecutionProvider"])
+        print(f"session with {threads} thread(s): +{rss_mb() - before:.0f} MB RSS")
+        return made
+
+    two, one, each = session(2), session(1), [session(1) for _ in range(lanes)]
+    pool = ThreadPoolExecutor(lanes)
+    own, lock = {}, threading.Lock()
+
+    def on_own(phonemes: str) -> np.ndarray:  # each pool thread keeps the session it took first
+        with lock:
+            mine = own.setdefault(threading.get_ident(), each[len(own) % lanes])
+        return session_synth(mine, voice)(phonemes)
+
+    stock = stock_synth(workdir, voice_name, voice)
+    audio = [session_synth(two, voice)(p) for p in PASSAGE]
+    audio_seconds = sum(a.size for a in audio) / SAMPLE_RATE
+    jobs = {
+        "(a) stock kokoro-onnx, serial": lambda: [stock(p) for p in PASSAGE],
+        "(b) ours int8, serial, 2 threads": lambda: [session_synth(two, voice)(p) for p in PASSAGE],
+        "(b1) ours int8, serial, 1 thread": lambda: [session_synth(one, voice)(p) for p in PASSAGE],
+        f"(h) ours, {lanes} lanes on one 1-thread session": lambda: list(pool.map(session_synth(one, voice), PASSAGE)),
+        f"(i) ours, {lanes} lanes, a 1-thread session each": lambda: list(pool.map(on_own, PASSAGE)),
+        f"(j) ours, {lanes} lanes on one 2-thread session": lambda: list(pool.map(session_synth(two, voice), PASSAGE)),
+    }
+    for name in list(jobs)[2:]:
+        same = all(np.array_equal(a, b) for a, b in zip(audio, jobs[name]()))
+        print(f"{name}: {'bit-identical to' if same else 'DIFFERS from'} (b)")
+    print(f"\nthroughput over the passage (phonemes given), {lanes} lanes:")
+    passage_table(jobs, audio_seconds, runs, "(a) stock kokoro-onnx, serial")
+
+    engine = KokoroEngine(threads=2)
+    engine._lanes = Lanes(lanes, lambda: one)  # the engine's lanes, on the session above
+    spec = KokoroSpec(blend=[BlendPart(voice=voice_name, weight=1.0)])
+    voices = {"A": VoiceTemplate(id="bench", name="bench", engine="kokoro", languages=["en"], spec=spec)}
+    engine.speak(TEXT[0], voices["A"])  # the session, misaki and spaCy load before the timing
+    segments = [Segment(i, "A", text, "en", LineDelivery()) for i, text in enumerate(TEXT)]
+
+    def phonemise() -> list[str]:
+        return [engine.phonemize(t) for t in TEXT]
+
+    ends = {
+        "(t0) phonemisation alone (misaki), serial": phonemise,
+        "(t1) engine on text, serial, 2 threads": lambda: [engine.synthesize([s], voices) for s in segments],
+        f"(t2) engine on text, {lanes} lanes": lambda: [f.result() for f in
+                                                         [engine.submit([s], voices) for s in segments]],
+        f"(t3) {lanes} lanes, phonemes given": lambda: list(pool.map(session_synth(one, voice), PASSAGE)),
+    }
+    print(f"\nend to end on the text (phonemisation included), {lanes} lanes:")
+    passage_table(ends, audio_seconds, runs, "(t1) engine on text, serial, 2 threads")
+    print(f"RSS at the end: {rss_mb():.0f} MB")
+    if openvino:
+        openvino_lanes_table(workdir, voice, jobs, audio, audio_seconds, runs, lanes, pool)
+
+
+def openvino_lanes_table(workdir: pathlib.Path, voice: np.ndarray, jobs: dict, audio: list[np.ndarray],
+                         audio_seconds: float, runs: int, lanes: int, pool) -> None:
+    """The OpenVINO path (f32 front + bf16 decoder) serial on 2 threads vs on ``lanes`` single-thread
+    streams, next to stock and the int8 lanes."""
+    graph = kokoro_model.fast_model_bytes(workdir / "cache", "float")
+    before = rss_mb()
+    serial = kokoro_openvino.session_from_graph(graph, workdir, "bf16", 2)
+    print(f"OpenVINO bf16 2 threads: +{rss_mb() - before:.0f} MB RSS")
+    before = rss_mb()
+    streams = kokoro_openvino.session_from_graph(graph, workdir, "bf16", lanes=lanes)
+    print(f"OpenVINO bf16 {lanes} streams: +{rss_mb() - before:.0f} MB RSS")
+    ov = {
+        "(a) stock kokoro-onnx, serial": jobs["(a) stock kokoro-onnx, serial"],
+        "(c) ours OpenVINO bf16, serial, 2 threads": lambda: [session_synth(serial, voice)(p) for p in PASSAGE],
+        f"(l) ours OpenVINO bf16, {lanes} lanes": lambda: list(pool.map(session_synth(streams, voice), PASSAGE)),
+        f"(h) ours, {lanes} lanes on one 1-thread session": jobs[f"(h) ours, {lanes} lanes on one 1-thread session"],
+    }
+    ref = ov["(c) ours OpenVINO bf16, serial, 2 threads"]()
+    got = ov[f"(l) ours OpenVINO bf16, {lanes} lanes"]()
+    rows = np.array([similarity(a, b) for a, b in zip(ref, got)])
+    print(f"(l) vs (c): {'bit-identical' if all(np.array_equal(a, b) for a, b in zip(ref, got)) else 'differs'}; "
+          f"sum |dlen| {int(np.abs(rows[:, 0]).sum())}, min SDR {rows[:, 1].min():.1f} dB")
+    print(f"\nOpenVINO throughput over the passage (phonemes given), {lanes} lanes:")
+    passage_table(ov, audio_seconds, runs, "(a) stock kokoro-onnx, serial")
+    print(f"RSS at the end: {rss_mb():.0f} MB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
@@ -238,7 +388,15 @@ def main() -> None:
     parser.add_argument("--no-openvino", action="store_true")
     parser.add_argument("--f32", action="store_true", help="also OpenVINO in f32 (slow)")
     parser.add_argument("--levers", action="store_true", help="also OpenVINO's Sin, and 1 thread")
+    parser.add_argument("--lanes", type=int, nargs="?", const=2, default=0,
+                        help="throughput over a job on N parallel single-thread lanes (default 2), instead")
+    parser.add_argument("--workdir", help="keep the converted graphs here between runs (default: a temporary one)")
     args = parser.parse_args()
+    if args.lanes:
+        with tempfile.TemporaryDirectory(prefix="kokoro-bench-") as tmp:
+            workdir = pathlib.Path(args.workdir or tmp)
+            lanes_table(workdir, args.voice, args.runs, args.lanes, not args.no_openvino and _has_openvino())
+        return
 
     voice = kokoro_model.voice_packs()[args.voice]
     options = kokoro_model.session_options(args.threads)
@@ -260,6 +418,14 @@ def main() -> None:
             limit_table(kokoro_model.fast_model_bytes(workdir / "cache", "float"), voice, walls, audio_seconds)
         if not args.skip_quality:
             quality_table(original, {"(b) int8 onnxruntime": fast, **ov_sessions})
+
+
+def _has_openvino() -> bool:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def openvino_sessions(workdir: pathlib.Path, args: argparse.Namespace) -> dict[str, object]:
