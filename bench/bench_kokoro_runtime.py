@@ -256,23 +256,28 @@ def limit_table(graph: bytes, voice: np.ndarray, walls: dict[str, float], audio_
         print(f"  {name:<40} reaches {floor / wall:6.1%} of the peak")
 
 
-def passage_table(jobs: dict[str, Callable[[], object]], audio_seconds: float, runs: int,
-                  baseline: str) -> dict[str, float]:
-    """Each job renders the whole passage once per round, the order rotating round by round, so load
-    from other work hits all alike; prints wall time, RTF and ``baseline``'s wall / this wall."""
+def group_table(jobs: dict[str, Callable[[list], object]], groups: list[list], audio_seconds: float, runs: int,
+                baseline: str) -> dict[str, float]:
+    """Each job renders each group of sentences in turn (the order rotating group by group), so load
+    from other work hits all alike; prints wall and CPU time, RTF and ``baseline``'s wall / this wall."""
     names = list(jobs)
-    walls = {name: np.zeros(runs) for name in names}
+    walls, cpus = {name: np.zeros(runs) for name in names}, {name: np.zeros(runs) for name in names}
     for run in range(runs):
-        for name in names[run % len(names):] + names[:run % len(names)]:
-            start = time.perf_counter()
-            jobs[name]()
-            walls[name][run] = time.perf_counter() - start
+        for g, group in enumerate(groups):
+            turn = (run + g) % len(names)
+            for name in names[turn:] + names[:turn]:
+                start, cpu = time.perf_counter(), time.process_time()
+                jobs[name](group)
+                walls[name][run] += time.perf_counter() - start
+                cpus[name][run] += time.process_time() - cpu
         print(f"  run {run + 1}: " + ", ".join(f"{n.split(')')[0]}) {walls[n][run]:.1f}s" for n in names), flush=True)
-    print(f"\nAudio: {audio_seconds:.1f} s; mean of {runs} runs; load average {os.getloadavg()[0]:.1f}")
-    print(f"{'job':<52} {'wall s':>8} {'RTF':>7} {'vs ' + baseline.split(')')[0] + ')':>9}")
+    print(f"\nAudio: {audio_seconds:.1f} s; mean of {runs} runs; load average {os.getloadavg()[0]:.1f}. CPU s: this "
+          "process's CPU time (all threads); cores = CPU s / wall s")
+    print(f"{'job':<52} {'wall s':>8} {'RTF':>7} {'vs ' + baseline.split(')')[0] + ')':>9} {'CPU s':>7} {'cores':>6}")
     for name in names:
-        wall = walls[name].mean()
-        print(f"{name:<52} {wall:8.2f} {wall / audio_seconds:7.3f} {walls[baseline].mean() / wall:8.2f}x")
+        wall, cpu = walls[name].mean(), cpus[name].mean()
+        print(f"{name:<52} {wall:8.2f} {wall / audio_seconds:7.3f} {walls[baseline].mean() / wall:8.2f}x "
+              f"{cpu:7.1f} {cpu / wall:6.2f}")
     return {name: walls[name].mean() for name in names}
 
 
@@ -280,7 +285,8 @@ def rss_mb() -> float:
     return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmRSS")) / 1024
 
 
-def lanes_table(workdir: pathlib.Path, voice_name: str, runs: int, lanes: int, openvino: bool = False) -> None:
+def lanes_table(workdir: pathlib.Path, voice_name: str, runs: int, lanes: int, openvino: bool = False,
+                shapes: bool = False) -> None:
     """Throughput over the passage: stock, ours serial (2 threads, 1 thread) and ours on ``lanes``
     parallel single-thread lanes (one shared session, a session per lane, one 2-thread session
     shared); then the engine on text, serial vs on lanes (phonemisation included)."""
@@ -312,48 +318,57 @@ def lanes_table(workdir: pathlib.Path, voice_name: str, runs: int, lanes: int, o
         return session_synth(mine, voice)(phonemes)
 
     stock = stock_synth(workdir, voice_name, voice)
-    audio = [session_synth(two, voice)(p) for p in PASSAGE]
+    sentences = PASSAGE + PASSAGE[:3]  # 12, in groups of 2 per lane: a lane never waits on a lone one
+    size = 2 * lanes
+    groups = [sentences[i:i + size] for i in range(0, len(sentences), size)]
+    audio = [session_synth(two, voice)(p) for p in sentences]
     audio_seconds = sum(a.size for a in audio) / SAMPLE_RATE
+
+    def serial(synth: Synth) -> Callable[[list[str]], list]:
+        return lambda group: [synth(p) for p in group]
+
+    def on_lanes(synth: Synth) -> Callable[[list[str]], list]:
+        return lambda group: list(pool.map(synth, group))
+
     jobs = {
-        "(a) stock kokoro-onnx, serial": lambda: [stock(p) for p in PASSAGE],
-        "(b) ours int8, serial, 2 threads": lambda: [session_synth(two, voice)(p) for p in PASSAGE],
-        "(b1) ours int8, serial, 1 thread": lambda: [session_synth(one, voice)(p) for p in PASSAGE],
-        f"(h) ours, {lanes} lanes on one 1-thread session": lambda: list(pool.map(session_synth(one, voice), PASSAGE)),
-        f"(i) ours, {lanes} lanes, a 1-thread session each": lambda: list(pool.map(on_own, PASSAGE)),
-        f"(j) ours, {lanes} lanes on one 2-thread session": lambda: list(pool.map(session_synth(two, voice), PASSAGE)),
+        "(a) stock kokoro-onnx, serial": serial(stock),
+        "(b) ours int8, serial, 2 threads": serial(session_synth(two, voice)),
+        "(b1) ours int8, serial, 1 thread": serial(session_synth(one, voice)),
+        f"(h) ours, {lanes} lanes on one 1-thread session": on_lanes(session_synth(one, voice)),
+        f"(i) ours, {lanes} lanes, a 1-thread session each": on_lanes(on_own),
+        f"(j) ours, {lanes} lanes on one 2-thread session": on_lanes(session_synth(two, voice)),
     }
     for name in list(jobs)[2:]:
-        same = all(np.array_equal(a, b) for a, b in zip(audio, jobs[name]()))
+        same = all(np.array_equal(a, b) for a, b in zip(audio, jobs[name](sentences)))
         print(f"{name}: {'bit-identical to' if same else 'DIFFERS from'} (b)")
-    print(f"\nthroughput over the passage (phonemes given), {lanes} lanes:")
-    passage_table(jobs, audio_seconds, runs, "(a) stock kokoro-onnx, serial")
+    if not shapes:  # measured once (README): (i) and (j) were slower than (h); timed again with --lane-shapes
+        del jobs[f"(i) ours, {lanes} lanes, a 1-thread session each"], jobs[f"(j) ours, {lanes} lanes on one 2-thread session"]
+    print(f"\nthroughput over {len(sentences)} sentences (phonemes given) in groups of {size}, {lanes} lanes:")
+    group_table(jobs, groups, audio_seconds, runs, "(a) stock kokoro-onnx, serial")
 
     engine = KokoroEngine(threads=2)
     engine._lanes = Lanes(lanes, lambda: one)  # the engine's lanes, on the session above
     spec = KokoroSpec(blend=[BlendPart(voice=voice_name, weight=1.0)])
     voices = {"A": VoiceTemplate(id="bench", name="bench", engine="kokoro", languages=["en"], spec=spec)}
     engine.speak(TEXT[0], voices["A"])  # the session, misaki and spaCy load before the timing
-    segments = [Segment(i, "A", text, "en", LineDelivery()) for i, text in enumerate(TEXT)]
-
-    def phonemise() -> list[str]:
-        return [engine.phonemize(t) for t in TEXT]
-
+    texts = TEXT + TEXT[:3]
+    segments = [Segment(i, "A", text, "en", LineDelivery()) for i, text in enumerate(texts)]
     ends = {
-        "(t0) phonemisation alone (misaki), serial": phonemise,
-        "(t1) engine on text, serial, 2 threads": lambda: [engine.synthesize([s], voices) for s in segments],
-        f"(t2) engine on text, {lanes} lanes": lambda: [f.result() for f in
-                                                         [engine.submit([s], voices) for s in segments]],
-        f"(t3) {lanes} lanes, phonemes given": lambda: list(pool.map(session_synth(one, voice), PASSAGE)),
+        "(t0) phonemisation alone (misaki), serial": lambda group: [engine.phonemize(s.text) for s in group],
+        "(t1) engine on text, serial, 2 threads": lambda group: [engine.synthesize([s], voices) for s in group],
+        f"(t2) engine on text, {lanes} lanes": lambda group: [f.result() for f in
+                                                               [engine.submit([s], voices) for s in group]],
     }
-    print(f"\nend to end on the text (phonemisation included), {lanes} lanes:")
-    passage_table(ends, audio_seconds, runs, "(t1) engine on text, serial, 2 threads")
+    print(f"\nend to end on the text (phonemisation included; RTF over the phoneme passage's length), {lanes} lanes:")
+    group_table(ends, [segments[i:i + size] for i in range(0, len(segments), size)], audio_seconds, runs,
+                "(t1) engine on text, serial, 2 threads")
     print(f"RSS at the end: {rss_mb():.0f} MB")
     if openvino:
-        openvino_lanes_table(workdir, voice, jobs, audio, audio_seconds, runs, lanes, pool)
+        openvino_lanes_table(workdir, voice, jobs, sentences, groups, audio_seconds, runs, lanes, on_lanes)
 
 
-def openvino_lanes_table(workdir: pathlib.Path, voice: np.ndarray, jobs: dict, audio: list[np.ndarray],
-                         audio_seconds: float, runs: int, lanes: int, pool) -> None:
+def openvino_lanes_table(workdir: pathlib.Path, voice: np.ndarray, jobs: dict, sentences: list[str],
+                         groups: list[list[str]], audio_seconds: float, runs: int, lanes: int, on_lanes) -> None:
     """The OpenVINO path (f32 front + bf16 decoder) serial on 2 threads vs on ``lanes`` single-thread
     streams, next to stock and the int8 lanes."""
     graph = kokoro_model.fast_model_bytes(workdir / "cache", "float")
@@ -365,17 +380,17 @@ def openvino_lanes_table(workdir: pathlib.Path, voice: np.ndarray, jobs: dict, a
     print(f"OpenVINO bf16 {lanes} streams: +{rss_mb() - before:.0f} MB RSS")
     ov = {
         "(a) stock kokoro-onnx, serial": jobs["(a) stock kokoro-onnx, serial"],
-        "(c) ours OpenVINO bf16, serial, 2 threads": lambda: [session_synth(serial, voice)(p) for p in PASSAGE],
-        f"(l) ours OpenVINO bf16, {lanes} lanes": lambda: list(pool.map(session_synth(streams, voice), PASSAGE)),
+        "(c) ours OpenVINO bf16, serial, 2 threads": lambda group: [session_synth(serial, voice)(p) for p in group],
+        f"(l) ours OpenVINO bf16, {lanes} lanes": on_lanes(session_synth(streams, voice)),
         f"(h) ours, {lanes} lanes on one 1-thread session": jobs[f"(h) ours, {lanes} lanes on one 1-thread session"],
     }
-    ref = ov["(c) ours OpenVINO bf16, serial, 2 threads"]()
-    got = ov[f"(l) ours OpenVINO bf16, {lanes} lanes"]()
+    ref = ov["(c) ours OpenVINO bf16, serial, 2 threads"](sentences)
+    got = ov[f"(l) ours OpenVINO bf16, {lanes} lanes"](sentences)
     rows = np.array([similarity(a, b) for a, b in zip(ref, got)])
     print(f"(l) vs (c): {'bit-identical' if all(np.array_equal(a, b) for a, b in zip(ref, got)) else 'differs'}; "
           f"sum |dlen| {int(np.abs(rows[:, 0]).sum())}, min SDR {rows[:, 1].min():.1f} dB")
-    print(f"\nOpenVINO throughput over the passage (phonemes given), {lanes} lanes:")
-    passage_table(ov, audio_seconds, runs, "(a) stock kokoro-onnx, serial")
+    print(f"\nOpenVINO throughput, the same groups, {lanes} lanes:")
+    group_table(ov, groups, audio_seconds, runs, "(a) stock kokoro-onnx, serial")
     print(f"RSS at the end: {rss_mb():.0f} MB")
 
 
@@ -390,12 +405,15 @@ def main() -> None:
     parser.add_argument("--levers", action="store_true", help="also OpenVINO's Sin, and 1 thread")
     parser.add_argument("--lanes", type=int, nargs="?", const=2, default=0,
                         help="throughput over a job on N parallel single-thread lanes (default 2), instead")
+    parser.add_argument("--lane-shapes", action="store_true", help="with --lanes, also time a session per lane and "
+                        "one 2-thread session shared")
     parser.add_argument("--workdir", help="keep the converted graphs here between runs (default: a temporary one)")
     args = parser.parse_args()
     if args.lanes:
         with tempfile.TemporaryDirectory(prefix="kokoro-bench-") as tmp:
             workdir = pathlib.Path(args.workdir or tmp)
-            lanes_table(workdir, args.voice, args.runs, args.lanes, not args.no_openvino and _has_openvino())
+            lanes_table(workdir, args.voice, args.runs, args.lanes, not args.no_openvino and _has_openvino(),
+                        args.lane_shapes)
         return
 
     voice = kokoro_model.voice_packs()[args.voice]

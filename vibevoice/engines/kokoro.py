@@ -9,7 +9,8 @@ inputs, and word times come from the predicted durations (``word_samples``). Whe
 The graph runs on onnxruntime (int8) or OpenVINO (bf16), as ``VIBEVOICE_KOKORO_RUNTIME`` or the
 ``runtime`` argument asks (``kokoro_openvino.choose_runtime``); ``runtime`` says which, and the
 engine's ``version`` (the rendered chunks' cache key) names it, since their audio differs slightly.
-A job renders its chunks ahead, side by side on single-thread lanes (``submit``, ``kokoro_lanes``);
+With ``VIBEVOICE_KOKORO_WORKERS`` > 1 a job renders its next chunks ahead, side by side on
+single-thread lanes (``submit``, ``kokoro_lanes``; opt-in: no gain measured on the shared 2 cores);
 ``synthesize`` and ``speak`` render on the caller's thread with every core (the first chunk, previews).
 """
 

@@ -6,36 +6,39 @@ onnxruntime session created with one intra-op thread (``InferenceSession.run`` m
 several threads at once, and releases the GIL, so the lanes truly overlap; the phonemiser holds the
 GIL, but one lane's phonemisation overlaps another's inference).
 
-Measured on the 2 shared cores (bench/bench_kokoro_runtime.py ``--lanes``): one shared 1-thread
-session was as fast as one session per lane and costs one session's memory; one all-threads session
-shared by two lanes was the slowest (its threads fight each other). The audio is bit-identical to the
-serial engine's, whatever the thread count (int8 MatMulInteger sums exactly).
-
-``VIBEVOICE_KOKORO_WORKERS`` sets the number of lanes (1: every chunk in turn on the all-threads
-session, as before); the default is one per core, at most ``MAX_DEFAULT``.
+Measured on the 2 shared cores under load 5-8 (bench/bench_kokoro_runtime.py ``--lanes``): the audio
+is bit-identical to the serial engine's whatever the thread count (int8 MatMulInteger sums exactly),
+but the lanes gave no throughput: this process got ~0.95 of a core however many threads it ran, and
+two lanes were 0.90-1.05x the serial 2-thread engine (one thread serially was 1.19x). One shared
+1-thread session was faster than a session per lane and costs one session's memory (~70-130 MB);
+one 2-thread session shared by two lanes was the slowest. Phonemisation is ~0.1 % of the work, so
+overlapping it gains nothing measurable. Hence lanes are opt-in: ``VIBEVOICE_KOKORO_WORKERS=N``
+(default 1: every chunk in turn on the all-threads session, as before), for machines with idle cores.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+log = logging.getLogger(__name__)
 ENV = "VIBEVOICE_KOKORO_WORKERS"
-MAX_DEFAULT = 4  # measured up to 2 (the cores here); more lanes only add memory per in-flight chunk
+DEFAULT = 1  # no measured gain on the shared reference machine (see above)
 
 
 def workers() -> int:
-    """Lanes to use: ``VIBEVOICE_KOKORO_WORKERS`` if set (≥ 1), else one per core up to ``MAX_DEFAULT``."""
+    """Lanes to use: ``VIBEVOICE_KOKORO_WORKERS`` if set (≥ 1, at most one per core), else ``DEFAULT``."""
     asked = os.environ.get(ENV, "").strip()
     if asked:
         try:
-            return max(1, int(asked))
-        except ValueError:
-            raise ValueError(f"{ENV} must be a whole number of workers, got {asked!r}") from None
-    return max(1, min(os.cpu_count() or 1, MAX_DEFAULT))
+            return max(1, min(int(asked), os.cpu_count() or 1))
+        except ValueError:  # asked inside a running job: a typo must not fail it
+            log.warning("%s must be a whole number of workers, got %r; using %d", ENV, asked, DEFAULT)
+    return DEFAULT
 
 
 class Lanes:

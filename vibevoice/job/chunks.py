@@ -28,8 +28,7 @@ import numpy as np
 
 from .. import delivery
 from ..delivery import TIMELINE_FIELDS, LineDelivery
-from ..engines import Engine, Segment, get_engine
-from ..engines import kokoro_lanes
+from ..engines import Engine, Segment, get_engine, kokoro_lanes
 from ..engines.base import ChunkAudio, split_text
 from ..plan.schema import Plan
 from ..prosody import Prosody
