@@ -18,14 +18,16 @@ polynomial vs OpenVINO's Sin, one thread vs two.  Last, a physical limit: multip
 the float graph's Conv/ConvTranspose/MatMul/Gemm/LSTM per second of audio, against this CPU's AMX
 bf16 peak (see :func:`peak_macs`).
 
-With ``--lanes`` it measures throughput over a job instead (``lanes_table``): the whole passage
-rendered by stock, by ours one sentence after another, and by ours on parallel single-thread lanes
-(``vibevoice.engines.kokoro_lanes``) in three shapes, whole passages taking turns in each round; then
-the engine end to end on the passage's text (phonemisation included), serial vs on lanes, to see
-whether one lane's phonemisation (Python, under the GIL) overlaps the other lane's inference.
+With ``--lanes`` it measures throughput over a job instead (``lanes_table``): 12 sentences rendered
+by stock, by ours one after another (2 threads, 1 thread) and by ours on parallel single-thread lanes
+(``vibevoice.engines.kokoro_lanes``; ``--lane-shapes``: also a session per lane, and one 2-thread
+session shared), in groups of two sentences per lane that take turns, with each row's CPU time; then
+the engine end to end on the text (phonemisation included), serial vs on lanes, to see whether one
+lane's phonemisation (Python, under the GIL) overlaps the other lane's inference; then (OpenVINO
+installed, no ``--no-openvino``) the OpenVINO path serial vs one single-thread stream per lane.
 
     .venv/bin/python bench/bench_kokoro_runtime.py [--runs 3] [--threads 2] [--f32]
-    PYTHONPATH=. .venv/bin/python bench/bench_kokoro_runtime.py --lanes --runs 2
+    PYTHONPATH=. .venv/bin/python bench/bench_kokoro_runtime.py --lanes --runs 2 [--no-openvino]
 """
 
 from __future__ import annotations
