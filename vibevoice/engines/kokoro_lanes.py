@@ -1,10 +1,10 @@
 """Kokoro chunks rendered ahead on single-thread lanes: throughput over a job (issue 16).
 
-A job is many short chunks, and one Kokoro call uses its intra-op threads poorly (its graph is a chain
-of small ops). ``Lanes`` runs whole chunks side by side instead: a few worker threads, all on one
-onnxruntime session created with one intra-op thread (``InferenceSession.run`` may be called from
-several threads at once, and releases the GIL, so the lanes truly overlap; the phonemiser holds the
-GIL, but one lane's phonemisation overlaps another's inference).
+A job is many short chunks, and one Kokoro call spreads over its intra-op threads imperfectly (on a
+quiet machine 2 threads gave RTF 0.41 vs 0.64 on one: ~78 % of two cores). ``Lanes`` runs whole
+chunks side by side instead: a few worker threads, all on one onnxruntime session created with one
+intra-op thread (``InferenceSession.run`` may be called from several threads at once and releases
+the GIL; the phonemiser holds it, but only briefly).
 
 Measured on the 2 shared cores under load 5-8 (bench/bench_kokoro_runtime.py ``--lanes``): the audio
 is bit-identical to the serial engine's whatever the thread count (int8 MatMulInteger sums exactly),

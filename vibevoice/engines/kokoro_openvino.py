@@ -101,7 +101,7 @@ class OpenVinoSession:
     f32 front and the bf16 back of :func:`kokoro_float.split_for_bf16`, or one whole graph); the
     outputs are ``audio`` and ``durations``.  One infer request per part, used under a lock: the
     engine speaks one piece at a time; with ``per_thread`` (the lanes' session, compiled with one
-    stream per lane, :func:`load_lane_session`) each calling thread gets its own requests instead.
+    stream per lane, ``load_session(lanes=N)``) each calling thread gets its own requests instead.
     """
 
     runtime = "openvino"
