@@ -18,12 +18,22 @@ polynomial vs OpenVINO's Sin, one thread vs two.  Last, a physical limit: multip
 the float graph's Conv/ConvTranspose/MatMul/Gemm/LSTM per second of audio, against this CPU's AMX
 bf16 peak (see :func:`peak_macs`).
 
+With ``--lanes`` it measures throughput over a job instead (``lanes_table``): 12 sentences rendered
+by stock, by ours one after another (2 threads, 1 thread) and by ours on parallel single-thread lanes
+(``vibevoice.engines.kokoro_lanes``; ``--lane-shapes``: also a session per lane, and one 2-thread
+session shared), in groups of two sentences per lane that take turns, with each row's CPU time; then
+the engine end to end on the text (phonemisation included), serial vs on lanes, to see whether one
+lane's phonemisation (Python, under the GIL) overlaps the other lane's inference; then (OpenVINO
+installed, no ``--no-openvino``) the OpenVINO path serial vs one single-thread stream per lane.
+
     .venv/bin/python bench/bench_kokoro_runtime.py [--runs 3] [--threads 2] [--f32]
+    PYTHONPATH=. .venv/bin/python bench/bench_kokoro_runtime.py --lanes --runs 2 [--no-openvino]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import pathlib
 import sys
 import tempfile
@@ -51,6 +61,25 @@ PASSAGE = [
     "hˌi lˈʊkt æt hɜɹ fɔɹ ɐ lˈɔŋ mˈOmᵊnt, ðˈɛn stˈɛpt əsˈId ænd lˈɛt hɜɹ ˈɪn, bəkˈʌz ðə wˈɪnd wʌz kˈOld ænd ðə kˈɛTᵊl wʌz ˌɔlɹˈɛdi wˈɔɹm.",
     "ʃˌi stˈAd fɔɹ θɹˈi jˈɪɹz, ænd bI ði ˈɛnd ʌv ðˌɛm ʃi nˈu ˈɛvəɹi kɹˈik ʌv ðə tˈWəɹ ænd ˈɛvəɹi mˈud ʌv ðə sˈi.",
     "wˌɛn hi fˈInᵊli ɹətˈIəɹd, hi hˈændᵻd hɜɹ ðə hˈɛvi bɹˈæs kˈi wɪðˈWt ɐ wˈɜɹd, ænd ʃi ˌʌndəɹstˈʊd ɪɡzˈæktli wˌʌt ɪt mˈɛnt.",
+]
+
+# The passage as written (what the engine phonemises itself, for the end-to-end rows of --lanes).
+TEXT = [
+    "Do you think AI can write novels? Sure, once it learns to tell stories.",
+    ("The old lighthouse keeper climbed the spiral stairs every evening, counting each step as if it might "
+     "have changed since the night before."),
+    ("From the top, he could see the whole harbor: the fishing boats tied in neat rows, the gulls circling "
+     "above the market, and the long gray line of the breakwater."),
+    "Nobody in the village remembered when he had first arrived, and he never offered to tell them.",
+    ("On stormy nights, the beam swept across the water like a slow, patient hand, searching for anyone "
+     "who might be lost out there in the dark."),
+    "One winter, a young woman knocked on his door and asked whether he needed help.",
+    ("He looked at her for a long moment, then stepped aside and let her in, because the wind was cold "
+     "and the kettle was already warm."),
+    ("She stayed for three years, and by the end of them she knew every creak of the tower and every "
+     "mood of the sea."),
+    ("When he finally retired, he handed her the heavy brass key without a word, and she understood "
+     "exactly what it meant."),
 ]
 
 Synth = Callable[[str], np.ndarray]
@@ -229,6 +258,144 @@ def limit_table(graph: bytes, voice: np.ndarray, walls: dict[str, float], audio_
         print(f"  {name:<40} reaches {floor / wall:6.1%} of the peak")
 
 
+def group_table(jobs: dict[str, Callable[[list], object]], groups: list[list], audio_seconds: float, runs: int,
+                baseline: str) -> dict[str, float]:
+    """Each job renders each group of sentences in turn (the order rotating group by group), so load
+    from other work hits all alike; prints wall and CPU time, RTF and ``baseline``'s wall / this wall."""
+    names = list(jobs)
+    walls, cpus = {name: np.zeros(runs) for name in names}, {name: np.zeros(runs) for name in names}
+    for run in range(runs):
+        for g, group in enumerate(groups):
+            turn = (run + g) % len(names)
+            for name in names[turn:] + names[:turn]:
+                start, cpu = time.perf_counter(), time.process_time()
+                jobs[name](group)
+                walls[name][run] += time.perf_counter() - start
+                cpus[name][run] += time.process_time() - cpu
+        print(f"  run {run + 1}: " + ", ".join(f"{n.split(')')[0]}) {walls[n][run]:.1f}s" for n in names), flush=True)
+    print(f"\nAudio: {audio_seconds:.1f} s; mean of {runs} runs; load average {os.getloadavg()[0]:.1f}. CPU s: this "
+          "process's CPU time (all threads); cores = CPU s / wall s")
+    print(f"{'job':<52} {'wall s':>8} {'RTF':>7} {'vs ' + baseline.split(')')[0] + ')':>9} {'CPU s':>7} {'cores':>6}")
+    for name in names:
+        wall, cpu = walls[name].mean(), cpus[name].mean()
+        print(f"{name:<52} {wall:8.2f} {wall / audio_seconds:7.3f} {walls[baseline].mean() / wall:8.2f}x "
+              f"{cpu:7.1f} {cpu / wall:6.2f}")
+    return {name: walls[name].mean() for name in names}
+
+
+def rss_mb() -> float:
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmRSS")) / 1024
+
+
+def lanes_table(workdir: pathlib.Path, voice_name: str, runs: int, lanes: int, openvino: bool = False,
+                shapes: bool = False) -> None:
+    """Throughput over the passage: stock, ours serial (2 threads, 1 thread) and ours on ``lanes``
+    parallel single-thread lanes (one shared session, a session per lane, one 2-thread session
+    shared); then the engine on text, serial vs on lanes (phonemisation included)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from vibevoice.delivery import LineDelivery
+    from vibevoice.engines.base import Segment
+    from vibevoice.engines.kokoro import KokoroEngine
+    from vibevoice.engines.kokoro_lanes import Lanes
+    from vibevoice.voices import BlendPart, KokoroSpec, VoiceTemplate
+
+    voice = kokoro_model.voice_packs()[voice_name]
+    graph = kokoro_model.fast_model_bytes(workdir / "cache")
+
+    def session(threads: int) -> ort.InferenceSession:
+        before = rss_mb()
+        made = ort.InferenceSession(graph, kokoro_model.session_options(threads), providers=["CPUExecutionProvider"])
+        print(f"session with {threads} thread(s): +{rss_mb() - before:.0f} MB RSS")
+        return made
+
+    two, one, each = session(2), session(1), [session(1) for _ in range(lanes)]
+    pool = ThreadPoolExecutor(lanes)
+    own, lock = {}, threading.Lock()
+
+    def on_own(phonemes: str) -> np.ndarray:  # each pool thread keeps the session it took first
+        with lock:
+            mine = own.setdefault(threading.get_ident(), each[len(own) % lanes])
+        return session_synth(mine, voice)(phonemes)
+
+    stock = stock_synth(workdir, voice_name, voice)
+    sentences = PASSAGE + PASSAGE[:3]  # 12, in groups of 2 per lane: a lane never waits on a lone one
+    size = 2 * lanes
+    groups = [sentences[i:i + size] for i in range(0, len(sentences), size)]
+    audio = [session_synth(two, voice)(p) for p in sentences]
+    audio_seconds = sum(a.size for a in audio) / SAMPLE_RATE
+
+    def serial(synth: Synth) -> Callable[[list[str]], list]:
+        return lambda group: [synth(p) for p in group]
+
+    def on_lanes(synth: Synth) -> Callable[[list[str]], list]:
+        return lambda group: list(pool.map(synth, group))
+
+    jobs = {
+        "(a) stock kokoro-onnx, serial": serial(stock),
+        "(b) ours int8, serial, 2 threads": serial(session_synth(two, voice)),
+        "(b1) ours int8, serial, 1 thread": serial(session_synth(one, voice)),
+        f"(h) ours, {lanes} lanes on one 1-thread session": on_lanes(session_synth(one, voice)),
+        f"(i) ours, {lanes} lanes, a 1-thread session each": on_lanes(on_own),
+        f"(j) ours, {lanes} lanes on one 2-thread session": on_lanes(session_synth(two, voice)),
+    }
+    for name in list(jobs)[2:]:
+        same = all(np.array_equal(a, b) for a, b in zip(audio, jobs[name](sentences)))
+        print(f"{name}: {'bit-identical to' if same else 'DIFFERS from'} (b)")
+    if not shapes:  # measured once (README): (i) and (j) were slower than (h); timed again with --lane-shapes
+        del jobs[f"(i) ours, {lanes} lanes, a 1-thread session each"], jobs[f"(j) ours, {lanes} lanes on one 2-thread session"]
+    print(f"\nthroughput over {len(sentences)} sentences (phonemes given) in groups of {size}, {lanes} lanes:")
+    group_table(jobs, groups, audio_seconds, runs, "(a) stock kokoro-onnx, serial")
+
+    engine = KokoroEngine(threads=2)
+    engine._lanes = Lanes(lanes, lambda: one)  # the engine's lanes, on the session above
+    spec = KokoroSpec(blend=[BlendPart(voice=voice_name, weight=1.0)])
+    voices = {"A": VoiceTemplate(id="bench", name="bench", engine="kokoro", languages=["en"], spec=spec)}
+    engine.speak(TEXT[0], voices["A"])  # the session, misaki and spaCy load before the timing
+    texts = TEXT + TEXT[:3]
+    segments = [Segment(i, "A", text, "en", LineDelivery()) for i, text in enumerate(texts)]
+    ends = {
+        "(t0) phonemisation alone (misaki), serial": lambda group: [engine.phonemize(s.text) for s in group],
+        "(t1) engine on text, serial, 2 threads": lambda group: [engine.synthesize([s], voices) for s in group],
+        f"(t2) engine on text, {lanes} lanes": lambda group: [f.result() for f in
+                                                               [engine.submit([s], voices) for s in group]],
+    }
+    print(f"\nend to end on the text (phonemisation included; RTF over the phoneme passage's length), {lanes} lanes:")
+    group_table(ends, [segments[i:i + size] for i in range(0, len(segments), size)], audio_seconds, runs,
+                "(t1) engine on text, serial, 2 threads")
+    print(f"RSS at the end: {rss_mb():.0f} MB")
+    if openvino:
+        openvino_lanes_table(workdir, voice, jobs, sentences, groups, audio_seconds, runs, lanes, on_lanes)
+
+
+def openvino_lanes_table(workdir: pathlib.Path, voice: np.ndarray, jobs: dict, sentences: list[str],
+                         groups: list[list[str]], audio_seconds: float, runs: int, lanes: int, on_lanes) -> None:
+    """The OpenVINO path (f32 front + bf16 decoder) serial on 2 threads vs on ``lanes`` single-thread
+    streams, next to stock and the int8 lanes."""
+    graph = kokoro_model.fast_model_bytes(workdir / "cache", "float")
+    before = rss_mb()
+    serial = kokoro_openvino.session_from_graph(graph, workdir, "bf16", 2)
+    print(f"OpenVINO bf16 2 threads: +{rss_mb() - before:.0f} MB RSS")
+    before = rss_mb()
+    streams = kokoro_openvino.session_from_graph(graph, workdir, "bf16", lanes=lanes)
+    print(f"OpenVINO bf16 {lanes} streams: +{rss_mb() - before:.0f} MB RSS")
+    ov = {
+        "(a) stock kokoro-onnx, serial": jobs["(a) stock kokoro-onnx, serial"],
+        "(c) ours OpenVINO bf16, serial, 2 threads": lambda group: [session_synth(serial, voice)(p) for p in group],
+        f"(l) ours OpenVINO bf16, {lanes} lanes": on_lanes(session_synth(streams, voice)),
+        f"(h) ours, {lanes} lanes on one 1-thread session": jobs[f"(h) ours, {lanes} lanes on one 1-thread session"],
+    }
+    ref = ov["(c) ours OpenVINO bf16, serial, 2 threads"](sentences)
+    got = ov[f"(l) ours OpenVINO bf16, {lanes} lanes"](sentences)
+    rows = np.array([similarity(a, b) for a, b in zip(ref, got)])
+    print(f"(l) vs (c): {'bit-identical' if all(np.array_equal(a, b) for a, b in zip(ref, got)) else 'differs'}; "
+          f"sum |dlen| {int(np.abs(rows[:, 0]).sum())}, min SDR {rows[:, 1].min():.1f} dB")
+    print(f"\nOpenVINO throughput, the same groups, {lanes} lanes:")
+    group_table(ov, groups, audio_seconds, runs, "(a) stock kokoro-onnx, serial")
+    print(f"RSS at the end: {rss_mb():.0f} MB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
@@ -238,7 +405,18 @@ def main() -> None:
     parser.add_argument("--no-openvino", action="store_true")
     parser.add_argument("--f32", action="store_true", help="also OpenVINO in f32 (slow)")
     parser.add_argument("--levers", action="store_true", help="also OpenVINO's Sin, and 1 thread")
+    parser.add_argument("--lanes", type=int, nargs="?", const=2, default=0,
+                        help="throughput over a job on N parallel single-thread lanes (default 2), instead")
+    parser.add_argument("--lane-shapes", action="store_true", help="with --lanes, also time a session per lane and "
+                        "one 2-thread session shared")
+    parser.add_argument("--workdir", help="keep the converted graphs here between runs (default: a temporary one)")
     args = parser.parse_args()
+    if args.lanes:
+        with tempfile.TemporaryDirectory(prefix="kokoro-bench-") as tmp:
+            workdir = pathlib.Path(args.workdir or tmp)
+            lanes_table(workdir, args.voice, args.runs, args.lanes, not args.no_openvino and _has_openvino(),
+                        args.lane_shapes)
+        return
 
     voice = kokoro_model.voice_packs()[args.voice]
     options = kokoro_model.session_options(args.threads)
@@ -260,6 +438,14 @@ def main() -> None:
             limit_table(kokoro_model.fast_model_bytes(workdir / "cache", "float"), voice, walls, audio_seconds)
         if not args.skip_quality:
             quality_table(original, {"(b) int8 onnxruntime": fast, **ov_sessions})
+
+
+def _has_openvino() -> bool:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def openvino_sessions(workdir: pathlib.Path, args: argparse.Namespace) -> dict[str, object]:

@@ -9,6 +9,9 @@ inputs, and word times come from the predicted durations (``word_samples``). Whe
 The graph runs on onnxruntime (int8) or OpenVINO (bf16), as ``VIBEVOICE_KOKORO_RUNTIME`` or the
 ``runtime`` argument asks (``kokoro_openvino.choose_runtime``); ``runtime`` says which, and the
 engine's ``version`` (the rendered chunks' cache key) names it, since their audio differs slightly.
+With ``VIBEVOICE_KOKORO_WORKERS`` > 1 a job renders its next chunks ahead, side by side on
+single-thread lanes (``submit``, ``kokoro_lanes``; opt-in: no gain measured on the shared 2 cores);
+``synthesize`` and ``speak`` render on the caller's thread with every core (the first chunk, previews).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from concurrent.futures import Future
 
 import numpy as np
 
@@ -24,7 +28,7 @@ from ..delivery import LineDelivery
 from ..errors import BadInput
 from ..phonemize import Phonemizer
 from ..voices import KokoroSpec, VoiceTemplate
-from . import kokoro_model, kokoro_openvino
+from . import kokoro_lanes, kokoro_model, kokoro_openvino
 from .base import SAMPLE_RATE, Capabilities, ChunkAudio, Engine, Segment, split_text
 
 MAX_TOKENS = 510  # the model's context, minus the two boundary tokens it adds
@@ -52,7 +56,23 @@ class KokoroEngine(Engine):
         self._runtime: str | None = None
         self._session = None
         self._load_lock = threading.Lock()
+        self._lanes: kokoro_lanes.Lanes | None = None
         self.phonemize = Phonemizer()
+
+    @property
+    def workers(self) -> int:
+        """Chunks ``submit`` renders at once: ``kokoro_lanes.workers()`` on onnxruntime; 1 on OpenVINO,
+        whose session runs one request at a time (lanes there would only queue)."""
+        return kokoro_lanes.workers() if self.runtime == "onnxruntime" else 1
+
+    def submit(self, segments: list[Segment], voices: dict[str, VoiceTemplate]) -> Future:
+        """``synthesize`` on a lane (a single-thread session shared by ``workers`` threads), for chunks
+        rendered ahead of the one the job is waiting for; the future holds the ``ChunkAudio`` or the
+        chunk's own error."""
+        with self._load_lock:
+            if self._lanes is None:
+                self._lanes = kokoro_lanes.Lanes(self.workers, lambda: kokoro_model.load_session(paths.cache_dir(), 1))
+        return self._lanes.submit(self.synthesize, segments, voices)
 
     def check_voice(self, voice: VoiceTemplate) -> None:
         super().check_voice(voice)
@@ -126,11 +146,12 @@ class KokoroEngine(Engine):
             "style": style[len(ids) - 1].reshape(1, 256),
             "speed": np.array([speed], dtype=np.float32),
         }
-        inputs = {i.name for i in self.session.get_inputs()}
+        session = (self._lanes and self._lanes.current()) or self.session  # a lane's, else all threads'
+        inputs = {i.name for i in session.get_inputs()}
         if "pitch_shift" in inputs:  # the converted graph; the shipped one (no `onnx`) has no controls
             feed.update({k: v[: len(ids) + 2].reshape(1, -1) if v.ndim else v.reshape(1)
                          for k, v in (shape or neutral_arrays(len(ids) + 2)).items()})
-        out = self.session.run(None, feed)
+        out = session.run(None, feed)
         frames = np.asarray(out[1], np.int64).ravel() if len(out) > 1 else np.zeros(0, np.int64)
         return np.asarray(out[0], np.float32).ravel(), frames
 

@@ -100,13 +100,15 @@ class OpenVinoSession:
     ``parts`` run in order, each reading the feed and the tensors the earlier parts produced (the
     f32 front and the bf16 back of :func:`kokoro_float.split_for_bf16`, or one whole graph); the
     outputs are ``audio`` and ``durations``.  One infer request per part, used under a lock: the
-    engine speaks one piece at a time.
+    engine speaks one piece at a time; with ``per_thread`` (the lanes' session, compiled with one
+    stream per lane, ``load_session(lanes=N)``) each calling thread gets its own requests instead.
     """
 
     runtime = "openvino"
 
-    def __init__(self, parts: list[Any], precision: str) -> None:
+    def __init__(self, parts: list[Any], precision: str, per_thread: bool = False) -> None:
         self.precision = precision
+        self._local = threading.local() if per_thread else None
         self._parts = [(compiled, compiled.create_infer_request()) for compiled in parts]
         produced = {name for compiled in parts for port in compiled.outputs for name in port.get_names()}
         names = [port.any_name for compiled in parts for port in compiled.inputs]
@@ -117,19 +119,32 @@ class OpenVinoSession:
         return list(self._inputs)
 
     def run(self, output_names: list[str] | None, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        if self._local is None:
+            with self._lock:
+                return self._run(self._parts, output_names, feed)
+        if not hasattr(self._local, "parts"):
+            self._local.parts = [(compiled, compiled.create_infer_request()) for compiled, _ in self._parts]
+        return self._run(self._local.parts, output_names, feed)
+
+    @staticmethod
+    def _run(parts: list[tuple[Any, Any]], output_names: list[str] | None,
+             feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         tensors = dict(feed)
-        with self._lock:
-            for compiled, request in self._parts:  # a port may carry several names; any one is the ONNX one
-                results = request.infer({p.any_name: next(tensors[n] for n in p.get_names() if n in tensors)
-                                         for p in compiled.inputs})
-                tensors.update({n: np.array(results[p]) for p in compiled.outputs for n in p.get_names()})
+        for compiled, request in parts:  # a port may carry several names; any one is the ONNX one
+            results = request.infer({p.any_name: next(tensors[n] for n in p.get_names() if n in tensors)
+                                     for p in compiled.inputs})
+            tensors.update({n: np.array(results[p]) for p in compiled.outputs for n in p.get_names()})
         return [tensors[name] for name in (output_names or ["audio", "durations"])]
 
 
-def compile_options(precision: str, threads: int | None, cache_dir: pathlib.Path | None) -> dict[str, Any]:
-    """Latency mode on ``threads`` cores, ``precision`` (bf16 | f32) for matrix ops, compiled-blob cache."""
+def compile_options(precision: str, threads: int | None, cache_dir: pathlib.Path | None,
+                    lanes: int = 0) -> dict[str, Any]:
+    """Latency mode on ``threads`` cores, ``precision`` (bf16 | f32) for matrix ops, compiled-blob cache;
+    with ``lanes``, one single-thread stream per lane instead (requests of several threads overlap)."""
     options: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
-    if threads:
+    if lanes:
+        options.update(PERFORMANCE_HINT="THROUGHPUT", NUM_STREAMS=int(lanes), INFERENCE_NUM_THREADS=int(lanes))
+    elif threads:
         options["INFERENCE_NUM_THREADS"] = int(threads)
     if cache_dir:
         options["CACHE_DIR"] = str(pathlib.Path(cache_dir) / "openvino")
@@ -155,9 +170,10 @@ def graph_files(cache_dir: pathlib.Path, precision: str) -> list[tuple[pathlib.P
 
 
 def load_session(cache_dir: pathlib.Path | None, threads: int | None = None,
-                 precision: str = "bf16") -> OpenVinoSession:
+                 precision: str = "bf16", lanes: int = 0) -> OpenVinoSession:
     """The float Kokoro graph compiled by OpenVINO for the CPU (converted and cached on first use;
-    without ``cache_dir``, in a temporary one: OpenVINO reads ONNX from files)."""
+    without ``cache_dir``, in a temporary one: OpenVINO reads ONNX from files). With ``lanes``: one
+    single-thread stream per lane, each calling thread with its own requests (``kokoro_lanes``)."""
     import openvino as ov
 
     core = ov.Core()
@@ -166,13 +182,15 @@ def load_session(cache_dir: pathlib.Path | None, threads: int | None = None,
         if any(path is None for path, _ in files):
             raise Unavailable(f"could not write Kokoro's float graph under {cache_dir or tmp}")
         # Paths, not read models: with a compiled blob in CACHE_DIR the ONNX is then not parsed.
-        parts = [core.compile_model(str(path), "CPU", compile_options(p, threads, cache_dir)) for path, p in files]
-    log.info("Kokoro runs on OpenVINO %s (%s, %s threads)", ov.get_version(), precision, threads or "all")
-    return OpenVinoSession(parts, precision)
+        parts = [core.compile_model(str(path), "CPU", compile_options(p, threads, cache_dir, lanes))
+                 for path, p in files]
+    log.info("Kokoro runs on OpenVINO %s (%s, %s)", ov.get_version(), precision,
+             f"{lanes} single-thread lanes" if lanes else f"{threads or 'all'} threads")
+    return OpenVinoSession(parts, precision, per_thread=bool(lanes))
 
 
 def session_from_graph(graph: bytes, workdir: pathlib.Path, precision: str = "bf16",
-                       threads: int | None = None) -> OpenVinoSession:
+                       threads: int | None = None, lanes: int = 0) -> OpenVinoSession:
     """A float graph given as bytes (tests, benches), split and compiled as :func:`load_session` does."""
     import openvino as ov
 
@@ -181,5 +199,5 @@ def session_from_graph(graph: bytes, workdir: pathlib.Path, precision: str = "bf
     for i, (blob, part_precision) in enumerate(parts):
         path = pathlib.Path(workdir) / f"part{i}-{hashlib.sha256(blob).hexdigest()[:12]}.onnx"
         path.write_bytes(blob)
-        compiled.append(core.compile_model(str(path), "CPU", compile_options(part_precision, threads, None)))
-    return OpenVinoSession(compiled, precision)
+        compiled.append(core.compile_model(str(path), "CPU", compile_options(part_precision, threads, None, lanes)))
+    return OpenVinoSession(compiled, precision, per_thread=bool(lanes))

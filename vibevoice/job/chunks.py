@@ -3,7 +3,8 @@
 Three renderers, chosen by ``renderer_for(settings)``:
 - ``LineByLine`` (the default, ``engine="voices"``): each script line, or a sentence group of a long
   line, is one chunk, spoken by its own voice's engine (Kokoro, Piper); pauses are laid out by the
-  timeline, and automatic QA can re-render a single failing chunk.
+  timeline, and automatic QA can re-render a single failing chunk. An engine that renders on lanes
+  (Kokoro's ``submit``) gets the next chunks ahead (``prefetch``), from the programme's second chunk on.
 - ``WholeScript`` (``engine="vibevoice"``): the whole script is one chunk, one continuous generation
   that resumes from the engine's own saved state; its lines' spans come back with the audio.
 
@@ -20,13 +21,14 @@ import hashlib
 import json
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import replace
 
 import numpy as np
 
 from .. import delivery
 from ..delivery import TIMELINE_FIELDS, LineDelivery
-from ..engines import Engine, Segment, get_engine
+from ..engines import Engine, Segment, get_engine, kokoro_lanes
 from ..engines.base import ChunkAudio, split_text
 from ..plan.schema import Plan
 from ..prosody import Prosody
@@ -39,7 +41,13 @@ FIRST_CHUNK_CHARS = 90  # the programme's first chunk: one sentence up to this l
 
 
 class LineByLine:
-    """Every speaker's template picks its engine; every line is spoken (and retaken) on its own."""
+    """Every speaker's template picks its engine; every line is spoken (and retaken) on its own.
+
+    Throughput: the job hands ``prefetch`` the next ``lookahead`` chunks before each one; those whose
+    engine has lanes (``submit``) start rendering there, and ``take`` then waits for its own. The job
+    still records, saves and reports chunk by chunk in order, a lane's error surfaces on its own chunk,
+    and the programme's first chunk renders alone on every core (first audio before throughput).
+    """
 
     whole_script = False
     batch_size = 1
@@ -48,9 +56,25 @@ class LineByLine:
 
     def __init__(self, settings: RenderSettings) -> None:
         self.settings = settings
+        self._ahead: dict[str, tuple[float, Future]] = {}  # chunk key -> (its speed, its take on a lane)
+
+    @property
+    def lookahead(self) -> int:
+        """Chunks the job shows ``prefetch`` at a time: one per lane plus one queued, so no lane idles
+        while the job writes the chunk it waited for."""
+        return kokoro_lanes.workers() + 1
 
     def prefetch(self, chunks: list[ChunkRecord], script: Script, voices: dict[str, VoiceTemplate]) -> None:
-        """Render ``chunks`` ahead together where the engine batches; one at a time otherwise (nothing here)."""
+        """Start the chunks not yet started on their engine's lanes (engines without lanes: nothing)."""
+        if any(c.index == 0 and c.status != "done" for c in chunks):
+            return  # the programme's first chunk renders alone, on every core
+        for chunk in chunks:
+            engine = self.engine(voices[chunk.speaker])
+            if chunk.key in self._ahead or chunk.status == "done" or getattr(engine, "workers", 1) < 2:
+                continue
+            language = script.lines[chunk.line_index].language
+            self._ahead[chunk.key] = (chunk.speed, engine.submit([self._segment(chunk, language, chunk.speed)],
+                                                                 {chunk.speaker: voices[chunk.speaker]}))
 
     def engine(self, voice: VoiceTemplate) -> Engine:
         return get_engine(voice.engine)
@@ -87,11 +111,18 @@ class LineByLine:
         return np.asarray(self.take(chunk, language, voice, speed).audio, np.float32)
 
     def take(self, chunk: ChunkRecord, language: str, voice: VoiceTemplate, speed: float) -> ChunkAudio:
-        """One take of ``chunk`` with its delivery as keyed; the engine's word timings when it has them."""
-        segment = Segment(chunk.line_index, chunk.speaker, chunk.text, language,
-                          LineDelivery(speed=speed, emotion=chunk.emotion, emphasis=tuple(chunk.emphasis),
-                                       prosody=Prosody.from_key(chunk.prosody)))
-        return self.engine(voice).synthesize([segment], {chunk.speaker: voice})
+        """One take of ``chunk`` with its delivery as keyed (the lane's, if it was started ahead at this
+        speed); the engine's word timings when it has them."""
+        started = self._ahead.pop(chunk.key, None)
+        if started is not None and started[0] == speed:
+            return started[1].result()  # the lane's error, if any, is this chunk's
+        return self.engine(voice).synthesize([self._segment(chunk, language, speed)], {chunk.speaker: voice})
+
+    @staticmethod
+    def _segment(chunk: ChunkRecord, language: str, speed: float) -> Segment:
+        return Segment(chunk.line_index, chunk.speaker, chunk.text, language,
+                       LineDelivery(speed=speed, emotion=chunk.emotion, emphasis=tuple(chunk.emphasis),
+                                    prosody=Prosody.from_key(chunk.prosody)))
 
 
 class Batched(LineByLine):
@@ -105,6 +136,10 @@ class Batched(LineByLine):
         self.batch_size = settings.batch_size or self._engine.default_batch()
         self._ready: dict[str, tuple[np.ndarray, list[str]]] = {}
         self.notes = ()
+
+    @property
+    def lookahead(self) -> int:
+        return self.batch_size
 
     def engine(self, voice: VoiceTemplate | None = None) -> Engine:
         return self._engine
@@ -167,7 +202,7 @@ class WholeScript:
     """One engine speaks the whole script in one generation (VibeVoice), voices cloned from templates."""
 
     whole_script = True
-    batch_size = 1
+    batch_size = lookahead = 1
     renders_ahead = False
     notes: tuple[str, ...] = ()
 

@@ -226,8 +226,8 @@ class Job:
             for n, chunk in enumerate(todo):
                 if stop is not None and stop.is_set():
                     raise Cancelled("cancelled; resume to continue")
-                if n % self.renderer.batch_size == 0:  # a batching engine renders the next lines together
-                    self._prefetch(todo[n:n + self.renderer.batch_size])
+                if n % self.renderer.batch_size == 0:  # a batching engine renders the next lines together,
+                    self._prefetch(todo[n:n + self.renderer.lookahead])  # an engine with lanes the next few
                 self._report(chunk, started, done_chars, todo_chars)
                 if self._render_chunk(chunk, stop) is None:
                     failures.append(chunk)
