@@ -12,7 +12,7 @@ from vibevoice.job.runner import Job
 
 def test_failing_take_is_rerendered_and_every_take_recorded(tmp_path):
     script = tmp_path / "s.txt"
-    script.write_text("[A] Good morning, and welcome to the show.\n"
+    script.write_text("[A] Good morning and welcome to the show.\n"
                       "[B] Zxqv brrtk pflomp gnarsh vlimt qwertzy.\n", "utf-8")
     job_dir = tmp_path / "job"
     result = run_cli("render", str(script), "-o", str(tmp_path / "show.mp3"), "--job-dir", str(job_dir),
