@@ -48,7 +48,10 @@ def _interrupt_after(tmp_path, job: str, out: str, chunks: int, sig: int):
     """Start a CLI render of LONGER, send ``sig`` once ``chunks`` are done; return (script, process)."""
     script = tmp_path / "show.txt"
     script.write_text(LONGER)
-    proc = _start_render(script, tmp_path / job, tmp_path / out)
+    # As in a terminal: a test run started in the background of a shell ignores SIGINT, and its children
+    # would inherit that (Python then never raises KeyboardInterrupt).
+    proc = _start_render(script, tmp_path / job, tmp_path / out,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     _wait_for_chunks(tmp_path / job, chunks, proc)
     proc.send_signal(sig)
     return script, proc
