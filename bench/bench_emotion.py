@@ -25,7 +25,7 @@ Also: the model's durations (word times) against Whisper's word times on the sam
 conversion without the prosody pass (RTF side by side, interleaved).
 
 Run: ``nice .venv/bin/python bench/bench_emotion.py [--en 20] [--zh 10] [--voices warm-female,zh-female]
-[--emotions excited,sad] [--qa] [--variant excited:rate=1.0]``. Figures, not a test.
+[--emotions excited,sad] [--qa] [--variant excited:rate=1.0] [--threads 1]``. Figures, not a test.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import re
 import sys
 import time
@@ -99,7 +100,7 @@ def with_variant(voice, emotion: str, changes: dict[str, float]):
 
 def wanted(voice, text: str, emotion: str):
     plan = LinePlan(line_index=0, emotion=emotion, intensity=1.0, emotion_source="hint",
-                    rate=rules.rate_for(emotion, 1.0, voice.prosody), sentence_type=rules.sentence_type(text))
+                    rate=rules.rate_for(emotion, 1.0), sentence_type=rules.sentence_type(text))
     return delivery.line_delivery(voice, 1.0, plan)
 
 
@@ -304,10 +305,13 @@ def main() -> None:
     parser.add_argument("--voices", default="", help="Kokoro presets (default: all, en and zh interleaved)")
     parser.add_argument("--qa", action="store_true", help="also WER/CER and Distill-MOS (slower)")
     parser.add_argument("--skip", default="", help="comma list of: table,words,speed")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="Kokoro's and Whisper's threads (1: two grids over different presets share two cores)")
     args = parser.parse_args()
     templates = load_templates()
     presets = kokoro_presets(templates, args.voices)
-    engine = KokoroEngine(threads=2)
+    os.environ.setdefault("VIBEVOICE_QA_THREADS", str(args.threads))
+    engine = KokoroEngine(threads=args.threads)
     skip = set(args.skip.split(","))
     items = parse_variants([e for e in args.emotions.split(",") if e] + args.variant)
     if "table" not in skip:

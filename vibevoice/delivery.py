@@ -78,7 +78,8 @@ def line_delivery(voice: VoiceTemplate, job_speed: float, plan: LinePlan | None)
     """The delivery of one line spoken by ``voice`` in a job with ``job_speed``, as ``plan`` asks.
 
     The emotion's recipe (``prosody.perform``) is scaled by the plan's intensity and by how sure its
-    source was (``prosody.strength``); an inferred emotion's rate change is scaled the same way. A
+    source was (``prosody.strength``); an inferred emotion's rate change is scaled the same way, and a
+    voice's own rate for the emotion rescales the plan's (``prosody.voice_rate``). A
     question rises at its end and emphasised words are stressed whatever the emotion.
     """
     if plan is None:
@@ -88,7 +89,8 @@ def line_delivery(voice: VoiceTemplate, job_speed: float, plan: LinePlan | None)
     performed = prosody.perform(plan.emotion, plan.intensity, amount, question=plan.sentence_type == "question",
                                 emphasis=bool(plan.emphasis), overrides=voice.prosody)
     inferred = plan.emotion_source in ("rules", "model")
-    rate = 1 + (plan.rate - 1) * amount if inferred and emotional else plan.rate
+    rate = plan.rate * (prosody.voice_rate(plan.emotion, plan.intensity, voice.prosody) if emotional else 1.0)
+    rate = 1 + (rate - 1) * amount if inferred and emotional else rate
     return LineDelivery(speed=voice.speed * job_speed * rate, emotion=plan.emotion if amount > 0 else None,
                         intensity=plan.intensity,
                         pause_before=_pause(plan.pause_before, performed.pause_before),

@@ -101,6 +101,24 @@ def rate_for(emotion: str, overrides: dict[str, dict[str, float]] | None = None)
     return float(recipe(emotion, overrides)["rate"])
 
 
+def planned_rate(emotion: str, intensity: float, overrides: dict[str, dict[str, float]] | None = None) -> float:
+    """The rate a plan gives ``emotion`` at ``intensity``: the recipe's tendency, stronger with intensity,
+    clamped to the plan schema's 0.7-1.3."""
+    rate = rate_for(emotion, overrides)
+    return round(min(1.3, max(0.7, 1 + (rate - 1) * (0.5 + intensity))), 2)
+
+
+def voice_rate(emotion: str, intensity: float, overrides: dict[str, dict[str, float]] | None = None) -> float:
+    """The factor a voice template's own rate for ``emotion`` puts on the plan's rate (1 without one).
+
+    Why: a plan is made before (and without) the voices, so its rate carries the shared recipe's
+    tendency; a voice that overrides the rate (a fast emotion that costs words on that voice) rescales
+    it here, as the recipe's other values are overridden in ``perform``."""
+    if "rate" not in (overrides or {}).get(emotion, {}):
+        return 1.0
+    return planned_rate(emotion, intensity, overrides) / planned_rate(emotion, intensity)
+
+
 def strength(emotion: str, source: str | None, confidence: float | None) -> float:
     """How much of the recipe is performed: 1 for hints and people's choices, the measured precision of
     the director's inferred ``emotion`` otherwise (0 below its confidence floor or when never measured)."""

@@ -169,8 +169,7 @@ def emphasis_words(text: str) -> list[str]:
 def rate_for(emotion: str, intensity: float, overrides: dict[str, dict[str, float]] | None = None) -> float:
     """Speaking-rate factor for an emotion: its tendency, stronger with intensity, clamped to the schema
     (``overrides``: a voice template's per-emotion recipe values)."""
-    rate = prosody.rate_for(emotion, overrides)
-    return round(min(1.3, max(0.7, 1 + (rate - 1) * (0.5 + intensity))), 2)
+    return prosody.planned_rate(emotion, intensity, overrides)
 
 
 def _rate(line: Line, emotion: str, intensity: float) -> float:
