@@ -75,14 +75,31 @@ def lines(language: str, count: int) -> list[str]:
 
 
 class Cache:
-    """Measured lines by preset, text and exact delivery, one JSON object a line (appended as measured)."""
+    """Measured lines by preset, text and exact delivery, one JSON object a line (appended as measured).
+
+    A miss reads what other grids appended since (grids over different presets share the two cores and
+    this file, so a line one of them measured is not measured again)."""
 
     def __init__(self, path: Path = CACHE):
-        self.path, self.rows = path, {}
-        if path.exists():
-            for raw in path.read_text(encoding="utf-8").splitlines():
-                entry = json.loads(raw)
-                self.rows[entry["key"]] = entry["row"]
+        self.path, self.rows, self._read = path, {}, 0
+        self._catch_up()
+
+    def get(self, key: str) -> dict | None:
+        if key not in self.rows:
+            self._catch_up()
+        return self.rows.get(key)
+
+    def _catch_up(self) -> None:
+        if not self.path.exists():
+            return
+        with self.path.open("rb") as src:
+            src.seek(self._read)
+            tail = src.read()
+        complete = tail[: tail.rfind(b"\n") + 1]  # a line still being written is read next time
+        self._read += len(complete)
+        for raw in complete.decode("utf-8").splitlines():
+            entry = json.loads(raw)
+            self.rows[entry["key"]] = entry["row"]
 
     def put(self, key: str, row: dict) -> None:
         self.rows[key] = row
@@ -124,7 +141,7 @@ def measure(engine, voice, text: str, language: str, emotion: str, cache: Cache,
     ident = [voice.model_dump(mode="json", exclude={"prosody", "name", "description"}), language, text,
              want.prosody.key(), round(want.speed, 4)]
     key = hashlib.sha1(json.dumps(ident, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
-    row = cache.rows.get(key)
+    row = cache.get(key)
     if row is not None and (not qa or "err" in row):
         return row
     audio = engine.synthesize([Segment(0, "A", text, language, want)], {"A": voice}).audio
