@@ -217,14 +217,14 @@ def test_a_voice_template_overrides_the_recipe():
 def test_a_voice_override_of_the_rate_reaches_a_job_planned_without_voices():
     """Plans are made before the voices are known; the voice's own rate for an emotion still wins."""
     script = parse_script("[A] {excited} We won the whole thing!\n[B] {excited} We won the whole thing!\n")
-    shared, calm = load_templates()["warm-female"], load_templates()["warm-female"].model_copy(
+    shared, steady = load_templates()["warm-female"], load_templates()["warm-female"].model_copy(
         update={"prosody": {"excited": {"rate": 1.0}}})
     plans = rules.plan_script(script)
     assert plans[0].rate == plans[1].rate > 1.0  # the planner knows only the shared recipe
     assert delivery.line_delivery(shared, 1.0, plans[0]).speed == pytest.approx(plans[0].rate)
-    assert delivery.line_delivery(calm, 1.0, plans[1]).speed == pytest.approx(1.0)
+    assert delivery.line_delivery(steady, 1.0, plans[1]).speed == pytest.approx(1.0)
     guessed = plans[1].model_copy(update={"emotion_source": "model", "confidence": 0.9})
-    assert delivery.line_delivery(calm, 1.0, guessed).speed == pytest.approx(1.0)
+    assert delivery.line_delivery(steady, 1.0, guessed).speed == pytest.approx(1.0)
 
 
 def test_rules_record_where_the_emotion_came_from():
