@@ -221,10 +221,9 @@ def run_grid(engine, presets, items, counts, qa, cache) -> dict:
         started = time.monotonic()
         neutral = [measure(engine, voice, t, language, "neutral", cache, qa) for t in texts]
         table = figures.setdefault(language, {})
-        table.setdefault("(neutral)", {})[voice.id] = {
-            k: float(np.mean([n[k] for n in neutral])) for k in ("err", "mos") if all(k in n for n in neutral)}
-        if qa:
-            table["(neutral)"][voice.id]["err"] = corpus_error(neutral, texts, language)
+        scored = all("err" in n for n in neutral)
+        table.setdefault("(neutral)", {})[voice.id] = {"err": corpus_error(neutral, texts, language),
+                                                       "mos": float(np.mean([n["mos"] for n in neutral]))} if scored else {}
         for label, emotion, changes in items:
             tuned = with_variant(voice, emotion, changes)
             rows = [measure(engine, tuned, t, language, emotion, cache, qa) for t in texts]
