@@ -11,6 +11,8 @@ Prints, for a 4-speaker script whose first line changes every run (nothing comes
   or the ``<audio>``'s clock first moving for MP3);
 - API request → first audio byte of ``/v1/audio/speech``, PCM and MP3 (after its ID3 tags), median of
   ``--runs``;
+- the first chunk's render time inside the page's and the API's jobs (from their manifests): does the
+  page's job render slower, or start later?
 - where the first chunk's time goes in-process: the director's first line (the job renders it while
   the director plans the rest) and its whole plan, then the first chunk's render (its first clause).
 
@@ -41,6 +43,11 @@ SPEAKERS = ("Host", "Guest", "Critic", "Editor")
 MP3_CLOCK = ("(old) => { const tick = () => { const a = document.querySelector('#vv-audio');"
              " if (a && a.dataset.job !== old && a.currentTime > 0) window.vvFirstAudioAt = performance.now();"
              " else setTimeout(tick, 4); }; tick(); }")
+
+# Waits inside the page (one call) rather than Playwright polling it every 20 ms: those polls are
+# round trips through the driver's Node process and Chromium, work on the same two cores as the render.
+UNTIL_HEARD = ("() => new Promise((done) => { const tick = () => window.vvFirstAudioAt || window.vvFinalAt"
+               " ? done() : setTimeout(tick, 20); tick(); })")
 
 
 def script(n: int) -> str:
@@ -81,7 +88,7 @@ class Clicker:
         page.locator("#vv-generate").click()
         if self.mode == "mp3":
             page.evaluate(MP3_CLOCK, old)
-        page.wait_for_function("window.vvFirstAudioAt || window.vvFinalAt", timeout=300_000, polling=20)
+        page.evaluate(UNTIL_HEARD)
         page.wait_for_timeout(0 if page.evaluate("window.vvFirstAudioAt") else 3000)  # the finished file may play
         seconds = page.evaluate("window.vvFirstAudioAt && (window.vvFirstAudioAt - window.vvClickAt) / 1000")
         if self.mode == "pcm" and seconds is not None:
@@ -184,6 +191,18 @@ def _warmed_up(server: Server, director: bool, timeout: float = 120) -> str:
     return "warm-up not finished"
 
 
+def first_chunk_renders(home: Path) -> dict[str, list[float]]:
+    """Each job's first chunk render time (its manifest's ``render_seconds``), for page and API jobs:
+    told apart by the take number in their first line (page clicks < 1000, API requests ≥ 1000)."""
+    found: dict[str, list[float]] = {"page": [], "api": []}
+    for manifest in sorted((home / "jobs").glob("*/job.json")):
+        m = json.loads(manifest.read_text())
+        take = int(m["script"].split("this is take ", 1)[1].split(".", 1)[0])
+        if take and m["chunks"] and m["chunks"][0]["status"] == "done":  # take 0: the cold click
+            found["page" if take < 1000 else "api"].append(m["chunks"][0]["render_seconds"])
+    return found
+
+
 def _figures(values: list[float | None]) -> str:
     played = [x for x in values if x is not None]
     silent = f"; {len(values) - len(played)} never played before the finished file" if len(played) < len(values) else ""
@@ -217,6 +236,9 @@ def main() -> None:
           f"→ playing {steps[2]:.3f} s")
     print(f"API → first audio byte, speech pcm:   {_figures(api['pcm'])}")
     print(f"API → first audio byte, speech mp3:   {_figures(api['mp3'])}")
+    renders = first_chunk_renders(home)
+    print(f"  the first chunk's render inside those jobs (median): page {statistics.median(renders['page']):.2f} s, "
+          f"API {statistics.median(renders['api']):.2f} s")
     os.environ["VIBEVOICE_HOME"] = str(home)  # the installed conversions; the plan cache holds no line used below
     for name, inner, join in comma_pause():
         print(f"first clause split, {name}: Kokoro's own pause inside the whole line {inner:.2f} s; "

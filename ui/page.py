@@ -259,7 +259,8 @@ def _wire_jobs(page: gr.Blocks, c: Controls, service: JobService) -> None:
     """Generate, resume and re-render start a job; every start plays the stream, then the finished file."""
     def follow(event):
         return event.then(None, c.job_id, None, js="(id) => window.vvStream && window.vvStream(id)") \
-            .then(partial(h.watch_job, service), c.job_id, [c.status, c.final_audio, c.files], api_name=False) \
+            .then(partial(h.watch_job, service), c.job_id, [c.status, c.final_audio, c.files], api_name=False,
+                  show_progress="hidden") \
             .then(None, c.job_id, None, js="(id) => window.vvFinal && window.vvFinal(id)") \
             .then(partial(transcript.of_job, service), c.job_id, [c.transcript, c.planned], api_name=False)
 
