@@ -4,10 +4,10 @@ For every emotion of the director's vocabulary at full strength (an explicit hin
 ``delivery.line_delivery`` with ``emotion_source="hint"``) and every Kokoro voice preset (English
 presets read the English lines, Mandarin presets the Mandarin ones), each line is rendered by the
 embedded engine next to the same line neutral by the same preset, and measured relative to it: F0
-median and F0 range (10th-90th percentile, pyin, two passes: ``F0_TRACKER``) in semitones, level in dB (active samples), speaking
-rate (neutral length / length), and with ``--qa`` the WER/CER (faster-whisper: tiny.en for English,
-base for Mandarin, one model each per process, as the project's QA) and Distill-MOS difference. Lines
-are the texts of ``bench/data/planner_labels.jsonl``.
+median and F0 range (10th-90th percentile; pyin, two passes: ``F0_TRACKER``) in semitones, level in
+dB (active samples), speaking rate (neutral length / length), and with ``--qa`` the WER/CER
+(faster-whisper: tiny.en for English, base for Mandarin, one model each per process, as the project's
+QA) and Distill-MOS difference. Lines are the texts of ``bench/data/planner_labels.jsonl``.
 
 The table gives, per emotion and language, the median over presets of each per-preset mean, and the
 worst preset's value (worst in the direction of the target); then pass/fail against the targets:
@@ -123,9 +123,9 @@ def wanted(voice, text: str, emotion: str):
     return delivery.line_delivery(voice, 1.0, plan)
 
 
-#: F0 is tracked in two passes (pyin), the band fitted to each recording as in De Looze & Hirst's
-#: two-pass method: a wide first pass gives the recording's median, the second searches from an octave
-#: below it. One fixed floor does not fit all presets: at 70 Hz deep-male's 5th percentile sat on the
+#: F0 is tracked in two passes (pyin), the band fitted to each recording, after De Looze & Hirst's
+#: two-pass method (theirs sets both bounds from quartiles; here only the floor moves): a wide first
+#: pass gives the recording's median, the second searches from an octave below it. One fixed floor does not fit all presets: at 70 Hz deep-male's 5th percentile sat on the
 #: floor (70.0 Hz in every line), cutting off its low notes (calm read as +8 % range from a x0.8
 #: recipe); at 50 Hz the female presets' creaky phrase ends were tracked an octave low (warm-female
 #: tender +24 %, against -18 % with the fitted band).
