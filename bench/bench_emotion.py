@@ -125,10 +125,11 @@ def wanted(voice, text: str, emotion: str):
 
 #: F0 is tracked in two passes (pyin), the band fitted to each recording, after De Looze & Hirst's
 #: two-pass method (theirs sets both bounds from quartiles; here only the floor moves): a wide first
-#: pass gives the recording's median, the second searches from an octave below it. One fixed floor does not fit all presets: at 70 Hz deep-male's 5th percentile sat on the
-#: floor (70.0 Hz in every line), cutting off its low notes (calm read as +8 % range from a x0.8
-#: recipe); at 50 Hz the female presets' creaky phrase ends were tracked an octave low (warm-female
-#: tender +24 %, against -18 % with the fitted band).
+#: pass gives the recording's median, the second searches from an octave below it. One fixed floor
+#: does not fit all presets: at 70 Hz deep-male's 5th percentile sat on the floor (70.0 Hz in every
+#: line), cutting off its low notes (calm read as +8 % range from a x0.8 recipe); at 50 Hz the female
+#: presets' creaky phrase ends were tracked an octave low (warm-female tender +24 %, against -18 %
+#: with the fitted band).
 F0_TRACKER = {"first_pass": (50.0, 600.0), "floor_below_median": 0.5, "ceiling": 600.0}
 
 
