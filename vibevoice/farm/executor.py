@@ -107,8 +107,9 @@ class FarmExecutor:
     def holding(self, job_id: str, wait: float = 2.0):
         return lease.holding(self.redis, job_id, wait=wait)
 
-    def wait_change(self, timeout: float) -> None:
-        time.sleep(min(timeout, 0.5))
+    def wait_change(self, timeout: float, since: int | None = None) -> int:
+        time.sleep(min(timeout, 0.5))  # workers write the manifests on other machines: nothing to count here
+        return 0
 
     def workers(self) -> dict[str, dict]:
         """Live workers (RQ's registry) with their engines, devices and queues; cached for two seconds."""

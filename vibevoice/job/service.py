@@ -182,7 +182,9 @@ class Executor(Protocol):
 
     def holding(self, job_id: str, wait: float = 2.0) -> ContextManager[None]: ...  # the right to write its manifest
 
-    def wait_change(self, timeout: float) -> None: ...  # return early when some job moved on
+    # Return early when some job moved on; given ``since`` (what it returned before), at once if one moved
+    # on since then, so a change between reading a manifest and waiting is not missed.
+    def wait_change(self, timeout: float, since: int | None = None) -> int: ...
 
     def abandoned(self, job: Job) -> str | None: ...  # why nobody will ever finish this active job, if so
 
@@ -202,6 +204,7 @@ class LocalExecutor:
         self._stops: dict[str, threading.Event] = {}
         self._running: set[str] = set()  # jobs a worker thread is inside ``run`` for
         self._changed = threading.Condition()
+        self._changes = 0  # counts notifications: ``wait_change(since=…)`` sees the ones it was not waiting for
 
     def start(self, root: Path) -> None:
         self.root = root
@@ -241,9 +244,11 @@ class LocalExecutor:
     def abandoned(self, job: Job) -> str | None:
         return None  # a worker thread records every outcome on the job itself (``run_queued``)
 
-    def wait_change(self, timeout: float) -> None:
+    def wait_change(self, timeout: float, since: int | None = None) -> int:
         with self._changed:
-            self._changed.wait(timeout=timeout)
+            if since is None or since == self._changes:
+                self._changed.wait(timeout=timeout)
+            return self._changes
 
     def _work(self) -> None:
         while True:
@@ -274,6 +279,7 @@ class LocalExecutor:
 
     def _notify(self) -> None:
         with self._changed:
+            self._changes += 1
             self._changed.notify_all()
 
 
@@ -404,9 +410,9 @@ class JobService:
         return Path(outputs[kind])
 
     def wait(self, job_id: str, timeout: float = 600) -> JobInfo:
-        deadline = time.monotonic() + timeout
+        deadline, seen = time.monotonic() + timeout, self.executor.wait_change(0)
         while self.info(job_id).status in ACTIVE and time.monotonic() < deadline:
-            self.executor.wait_change(0.5)
+            seen = self.executor.wait_change(0.5, seen)
         return self.info(job_id)
 
     def stream_mp3(self, job_id: str, poll: float = 0.1) -> Iterator[bytes]:
@@ -439,7 +445,7 @@ class JobService:
     # -- reading back ----------------------------------------------------------------------------
 
     def _chunks_in_order(self, job_id: str, poll: float) -> Iterator[tuple[np.ndarray, int]]:
-        index = 0
+        index, seen = 0, self.executor.wait_change(0)
         while True:
             try:
                 job = Job.open(self._dir(job_id))
@@ -449,7 +455,7 @@ class JobService:
             if not m.chunked and index >= m.ahead:  # the director is still planning these lines
                 if m.status not in ACTIVE:
                     return
-                self.executor.wait_change(poll)
+                seen = self.executor.wait_change(poll, seen)
                 continue
             if index >= len(m.chunks):
                 return
@@ -464,7 +470,7 @@ class JobService:
             elif m.status not in ACTIVE:
                 return  # stopped or failed: end the stream where the audio ends
             else:
-                self.executor.wait_change(poll)  # a finished chunk wakes it early
+                seen = self.executor.wait_change(poll, seen)  # a finished chunk wakes it early
 
     @staticmethod
     def _refuse_if_active(directory: Path) -> None:
