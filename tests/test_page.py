@@ -68,6 +68,8 @@ def test_paste_assign_generate_play_download(page, tmp_path):
     page.wait_for_selector("#vv-audio[data-final='1']", state="attached", timeout=180_000)
     assert page.evaluate("window.vvFirstAudioAt < window.vvFinalAt")
     assert page.evaluate("window.vvLive === null && !document.querySelector('#vv-live')")
+    # Web Audio sleeps while the finished file plays (a running AudioContext keeps Chromium busy).
+    page.wait_for_function("window.vvAudioState() === 'suspended'", timeout=10_000)
     duration = page.evaluate("document.querySelector('#vv-audio').duration")
     assert 3.0 < duration < 15.0
     status = page.locator("#vv-progress").get_attribute("data-status")
@@ -88,7 +90,7 @@ def test_paste_assign_generate_play_download(page, tmp_path):
     assert page.evaluate("(id) => { vvStream(id); const a = vvLive; vvStream(id);"
                          " return a.stopped && !a.view.isConnected && vvLive !== a && !vvLive.stopped; }", job_id)
     # The live player is what the transcript's ▶ seeks: it jumps within what has arrived, and pauses.
-    page.wait_for_function("vvLive.started && vvLive.done", timeout=60_000)
+    page.wait_for_function("vvLive.started && vvLive.done && vvAudioState() === 'running'", timeout=60_000)
     heard = page.evaluate("(() => { vvPlayLine('0:01.0–0:02.0'); const t = vvPlayer().currentTime; vvLive.pause();"
                           " return [vvPlayer() === vvLive, t, vvLive.paused, vvLive.dataset.stopAt]; })()")
     assert heard[0] and abs(heard[1] - 1.0) < 0.1 and heard[2] and float(heard[3]) == 2.0

@@ -27,6 +27,12 @@ LIVE_JS = """
     if (ctx.state === "suspended") ctx.resume().catch(() => {});
     return ctx;
   };
+  // A running AudioContext keeps Chromium's audio thread and renderer busy (~0.1 s of CPU a second here)
+  // even with nothing to play; once no live player needs it, it sleeps until the next click resumes it.
+  window.vvAudioIdle = () => {
+    if (ctx && ctx.state === "running" && !(window.vvLive && !window.vvLive.stopped)) ctx.suspend().catch(() => {});
+  };
+  window.vvAudioState = () => (ctx ? ctx.state : "none");  // read only: "running", "suspended", …
   document.addEventListener("click", (event) => {  // the user gesture: Web Audio may start from here on
     if (event.target.closest && event.target.closest("#vv-generate, #vv-resume, #vv-rerender")) {
       window.vvClickAt = performance.now(); window.vvAudioContext();
@@ -177,12 +183,14 @@ PLAYER_JS = """
     next.src = `/v1/jobs/${jobId}/files/mp3`;
     next.addEventListener("canplaythrough", () => {
       const old = window.vvPlayer();
+      if (window.vvLive && old && old.dataset.job !== jobId) return;  // a newer job plays live: it stays
       if (old && old.dataset.job === jobId && !old.ended) {  // same job: go on where the listener is
         next.currentTime = old.currentTime;
         if (!old.paused) next.play().catch(() => {});
       }
       if (old) old.pause();
       stopLive(); next.id = "vv-audio"; box.innerHTML = ""; box.appendChild(next);
+      window.vvAudioIdle();  // the finished file plays through <audio>: Web Audio is not needed until the next job
     }, { once: true });
     next.load();
   };
