@@ -9,6 +9,8 @@ Prints, for a 4-speaker script whose first line changes every run (nothing comes
   on the warm server. Both are timed inside the page
   (``performance.now()`` at the click and when the first sample plays: ``window.vvFirstAudioAt``,
   or the ``<audio>``'s clock first moving for MP3);
+- Chromium's CPU seconds per second, by process kind, for 5 s after the last job finished (the page
+  idle: a running ``AudioContext`` would show here);
 - API request → first audio byte of ``/v1/audio/speech``, PCM and MP3 (after its ID3 tags), median of
   ``--runs``;
 - the first chunk's render time inside the page's and the API's jobs (from their manifests): does the
@@ -99,6 +101,25 @@ class Clicker:
         return seconds
 
 
+IDLE_SECONDS = 5.0
+
+
+def chromium_cpu() -> dict[str, float]:
+    """CPU seconds (user + system) used so far by Chromium's processes, by kind (renderer, gpu-process, …)."""
+    used: dict[str, float] = {}
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().replace(b"\0", b" ").split()  # zygote children rewrite theirs as one string
+            fields = (cmdline.parent / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # it exited meanwhile
+        if not args or not args[0].endswith(b"chromium"):
+            continue
+        kind = next((a[7:].decode() for a in args if a.startswith(b"--type=")), "browser")
+        used[kind] = used.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return used
+
+
 def browser_runs(server: Server, runs: int) -> dict[str, list[float]]:
     """The cold click first (PCM player), then ``runs`` warm clicks per player, interleaved."""
     from playwright.sync_api import sync_playwright
@@ -113,6 +134,10 @@ def browser_runs(server: Server, runs: int) -> dict[str, list[float]]:
             for mode, player in players.items():
                 found[mode].append(player.click(100 * n + len(found[mode])))
         found["steps"] = players["pcm"].steps[1:]
+        time.sleep(1.0)  # the last job's finished file has taken over
+        before = chromium_cpu()
+        time.sleep(IDLE_SECONDS)
+        found["idle"] = {kind: (chromium_cpu()[kind] - used) / IDLE_SECONDS for kind, used in before.items()}
         browser.close()
     return found
 
@@ -234,6 +259,8 @@ def main() -> None:
     steps = [statistics.median(s[k] for s in clicks["steps"] if s[k] is not None) for k in range(3)]
     print(f"  of which (medians): click → job id back {steps[0]:.2f} s, → first PCM piece {steps[1]:.2f} s, "
           f"→ playing {steps[2]:.3f} s")
+    print("Chromium idle after the last job (CPU seconds per second): " +
+          ", ".join(f"{kind} {rate:.3f}" for kind, rate in sorted(clicks["idle"].items())))
     print(f"API → first audio byte, speech pcm:   {_figures(api['pcm'])}")
     print(f"API → first audio byte, speech mp3:   {_figures(api['mp3'])}")
     renders = first_chunk_renders(home)

@@ -27,8 +27,9 @@ LIVE_JS = """
     if (ctx.state === "suspended") ctx.resume().catch(() => {});
     return ctx;
   };
-  // A running AudioContext keeps Chromium's audio thread and renderer busy (~0.1 s of CPU a second here)
-  // even with nothing to play; once no live player needs it, it sleeps until the next click resumes it.
+  // A running AudioContext keeps Chromium's audio service rendering silence (its utility process used
+  // ~0.016 s of CPU a second idle, 0.008 suspended); once no live player needs it, it sleeps until the
+  // next click resumes it. (The renderer's own idle ~0.07-0.12 s a second is not from it: README.)
   window.vvAudioIdle = () => {
     if (ctx && ctx.state === "running" && !(window.vvLive && !window.vvLive.stopped)) ctx.suspend().catch(() => {});
   };
