@@ -14,9 +14,10 @@ Why
       tensor in place.
     - Tried and left out: the harmonic source's ``STFT`` (5 %) as a strided convolution with a
       windowed DFT basis.  Its bins equal the STFT's to ~2e-6 of the largest and it ran 4 % faster,
-      but Distill-MOS fell 0.2-0.4 on passage sentences (the DC and Nyquist bins' phases, ±π from
-      rounding noise in the STFT, come out differently; which of that the vocoder hears is not
-      settled).
+      but Distill-MOS fell 0.2-0.4 on passage sentences.  One difference measured: the DC bin's
+      imaginary part is rounding noise in onnxruntime's STFT (so its phase is ±π at random where the
+      real part is negative) and exactly ±0 in the convolution; whether that is what the vocoder
+      hears is not settled.
 
 It changes float summation order only; the decoder is chaotic at that level (see
 :mod:`kokoro_model`: a 1e-6 change of the style vector moves the waveform as much), so the change is
