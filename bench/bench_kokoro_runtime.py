@@ -242,14 +242,15 @@ def graph_macs(graph: bytes, inputs: dict[str, np.ndarray]) -> int:
 def peak_macs(cores: int = 2) -> tuple[float, str]:
     """bf16 peak MAC/s of this CPU, at the TSC clock lscpu's BogoMIPS / 2 gives (turbo aside): AMX's
     TMUL does 1024 bf16 multiply-accumulates per cycle per core (Intel's figure, Sapphire Rapids on);
-    without AMX, two 512-bit VDPBF16PS per cycle do 64 (AVX512-bf16, e.g. AMD Zen 5); else two
-    512-bit f32 FMAs, 32."""
+    without AMX, two 512-bit VDPBF16PS per cycle do 64 (AVX512-bf16, e.g. AMD Zen 5); else the f32
+    FMAs: two 512-bit ones, 32 (AVX-512), or two 256-bit ones, 16 (AVX2 only, e.g. AMD Zen 3)."""
     info = pathlib.Path("/proc/cpuinfo").read_text()
     mips = float(next(line.split(":")[1] for line in info.splitlines() if line.startswith("bogomips")))
     hz, flags = mips / 2 * 1e6, set(info.split())
     per_cycle, unit = ((1024, "bf16 MAC/cycle (AMX)") if "amx_bf16" in flags else
                        (64, "bf16 MAC/cycle (AVX512-bf16, no AMX)") if "avx512_bf16" in flags else
-                       (32, "f32 MAC/cycle (AVX-512 FMA)"))
+                       (32, "f32 MAC/cycle (AVX-512 FMA)") if "avx512f" in flags else
+                       (16, "f32 MAC/cycle (AVX2 FMA, no AVX-512)"))
     return cores * per_cycle * hz, f"{cores} cores x {per_cycle} {unit} x {hz / 1e9:.2f} GHz"
 
 
