@@ -240,7 +240,7 @@ def graph_macs(graph: bytes, inputs: dict[str, np.ndarray]) -> int:
 
 
 def peak_macs(cores: int = 2) -> tuple[float, str]:
-    """bf16 peak MAC/s of this CPU, at the TSC clock lscpu's BogoMIPS / 2 gives (turbo aside): AMX's
+    """The matrix peak MAC/s of this CPU, at the TSC clock lscpu's BogoMIPS / 2 gives (turbo aside): AMX's
     TMUL does 1024 bf16 multiply-accumulates per cycle per core (Intel's figure, Sapphire Rapids on);
     without AMX, two 512-bit VDPBF16PS per cycle do 64 (AVX512-bf16, e.g. AMD Zen 5); else the f32
     FMAs: two 512-bit ones, 32 (AVX-512), or two 256-bit ones, 16 (AVX2 only, e.g. AMD Zen 3)."""
