@@ -25,6 +25,9 @@ What the conversion does, and why
 
     with the weights shifted from uint8 to int8 (``w - 128``, zero point
     ``- 128``): the integer products are exactly the ones ConvInteger computes.
+    On a CPU whose u8 x s8 kernel saturates (x86 with AVX2 but no VNNI) every
+    weight is uint8 instead, the shipped MatMul and LSTM ones too
+    (:mod:`kokoro_int8`, which asks onnxruntime which of the two is exact).
     Nothing else changes: same weights, same dynamic quantisation, same ops.
     The output is not bit-identical, because onnxruntime then runs the
     surrounding element-wise ops and instance norms in the time-major layout
@@ -89,7 +92,7 @@ import onnxruntime as ort
 
 from ..atomic import write_bytes_atomic
 from ..errors import Unavailable
-from . import kokoro_float, kokoro_ops
+from . import kokoro_float, kokoro_int8, kokoro_ops
 from .kokoro_graph import Rewriter as _Rewriter
 from .kokoro_graph import attrs as _attrs
 from .kokoro_graph import prune
@@ -106,7 +109,7 @@ MODEL_SIZE = 92_361_271
 
 #: Bump whenever :func:`convert` changes what it writes; old caches are then ignored.
 CONVERTER_VERSION = 7  # 3-4: prosody inputs, the energy gain and the durations output; 5-6: the float graph;
-# 7: kokoro_ops in the int8 graph
+# 7: kokoro_ops in the int8 graph (its uint8-weight twin, for AVX2-only CPUs, has its own key: _cache_key)
 
 
 # --------------------------------------------------------------------------
@@ -215,7 +218,8 @@ def load_session(
 
 
 def _cache_key(precision: str) -> str:
-    suffix = "" if precision == "int8" else f"-{precision}"
+    """One file per graph: the int8 one has uint8 weights (``-u8``) where this CPU needs them."""
+    suffix = f"-{precision}" if precision != "int8" else "" if kokoro_int8.signed_weights_exact() else "-u8"
     return f"kokoro-v1.0-{_expected_sha256()[:16]}-conv{CONVERTER_VERSION}{suffix}"
 
 
@@ -325,17 +329,19 @@ def _im2col(g: _Rewriter, conv: onnx.NodeProto, k: int, dilation: int, pads: lis
     return nodes, f"{n}/cols"
 
 
-def _int8_weights(g: _Rewriter, conv: onnx.NodeProto) -> tuple[str, str]:
-    """uint8 [O, C, k] weights as int8 [k*C, O] im2col rows; same values after -zero point."""
+def _im2col_weights(g: _Rewriter, conv: onnx.NodeProto, signed: bool) -> tuple[str, str]:
+    """uint8 [O, C, k] weights as [k*C, O] im2col rows: int8 (``w - 128``, zero point ``- 128``, for
+    VNNI) if ``signed``, else uint8 as shipped (:mod:`kokoro_int8`); same values after -zero point."""
     n, w, w_zero = conv.name, conv.input[1], conv.input[3]
-    q = g.array(w).astype(np.int16) - 128
+    shift, kind, tag = (128, np.int8, "s8") if signed else (0, np.uint8, "u8")
+    q = g.array(w).astype(np.int16) - shift
     out_ch, in_ch, k = q.shape
-    rows = q.astype(np.int8).transpose(2, 1, 0).reshape(k * in_ch, out_ch)
-    zero = (g.array(w_zero).astype(np.int16) - 128).astype(np.int8)
-    return g.const(f"{n}/w_s8", np.ascontiguousarray(rows)), g.const(f"{n}/w_zero_s8", zero)
+    rows = q.astype(kind).transpose(2, 1, 0).reshape(k * in_ch, out_ch)
+    zero = (g.array(w_zero).astype(np.int16) - shift).astype(kind)
+    return g.const(f"{n}/w_{tag}", np.ascontiguousarray(rows)), g.const(f"{n}/w_zero_{tag}", zero)
 
 
-def _rewrite_conv(g: _Rewriter, conv: onnx.NodeProto) -> None:
+def _rewrite_conv(g: _Rewriter, conv: onnx.NodeProto, signed: bool = True) -> None:
     """Replace one stride-1 ConvInteger (and its tail) by im2col + MatMulInteger."""
     attrs = _attrs(g, conv)
     if attrs.get("group", 1) != 1 or attrs.get("strides", [1]) != [1]:
@@ -345,7 +351,7 @@ def _rewrite_conv(g: _Rewriter, conv: onnx.NodeProto) -> None:
     add, cast, mul = _tail(g, conv)
     n, (_, _, x_zero, _) = conv.name, conv.input
     head, cols = _im2col(g, conv, attrs["kernel_shape"][0], attrs.get("dilations", [1])[0], attrs.get("pads", [0, 0]))
-    weights, w_zero = _int8_weights(g, conv)
+    weights, w_zero = _im2col_weights(g, conv, signed)
     head.append(g.node("MatMulInteger", [cols, weights, x_zero, w_zero], f"{n}/acc"))
     g.insert[id(conv)] = head
     # The tail goes where the quantiser's Mul was: its scale is computed late.
@@ -364,7 +370,7 @@ def _rewrite_conv(g: _Rewriter, conv: onnx.NodeProto) -> None:
     g.drop.update(id(node) for node in (add, cast) if node is not None)
 
 
-def convert(model: bytes, precision: str = "int8") -> bytes:
+def convert(model: bytes, precision: str = "int8", signed: bool | None = None) -> bytes:
     """The graph that runs: the shipped int8 export rewritten for a runtime, plus the prosody controls.
 
     ``precision="int8"`` (onnxruntime): ConvInteger -> im2col + MatMulInteger (u8 x s8, VNNI), and the
@@ -372,6 +378,8 @@ def convert(model: bytes, precision: str = "int8") -> bytes:
     ``precision="float"`` (OpenVINO, kokoro_openvino): every dynamically quantised Conv, MatMul and
     LSTM back to a float op with ``(w - zero) * scale`` weights (:func:`dequantise`); OpenVINO then
     runs them in bf16 on AMX. Both get the same :func:`add_prosody_controls`.
+    ``signed`` (int8 only; default :func:`kokoro_int8.signed_weights_exact`): int8 weights, else
+    every weight as uint8, for CPUs whose u8 x s8 kernel saturates.
     Raises ImportError without the ``onnx`` package and ValueError if the
     graph does not have the quantiser's patterns.
     """
@@ -379,7 +387,8 @@ def convert(model: bytes, precision: str = "int8") -> bytes:
 
     proto = onnx.load_from_string(model)
     g = _Rewriter(proto.graph)
-    rewrite = {"int8": {"ConvInteger": _rewrite_conv},
+    signed = kokoro_int8.signed_weights_exact() if signed is None else signed
+    rewrite = {"int8": {"ConvInteger": functools.partial(_rewrite_conv, signed=signed)},
                "float": {"ConvInteger": kokoro_float.float_conv, "MatMulInteger": kokoro_float.float_matmul,
                          "DynamicQuantizeLSTM": kokoro_float.float_lstm}}[precision]
     for node in list(proto.graph.node):
@@ -391,6 +400,8 @@ def convert(model: bytes, precision: str = "int8") -> bytes:
         kokoro_float.snake_polynomials(g)
     else:  # onnxruntime's slow spelling of the decoder's means (kokoro_ops); OpenVINO lays them out itself
         kokoro_ops.time_means_as_matmul(g)
+        if not signed:
+            kokoro_int8.unsigned_weights(g)
     g.apply()
     add_prosody_controls(proto.graph)
     prune(proto.graph)
