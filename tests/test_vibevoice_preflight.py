@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -30,12 +31,23 @@ def test_estimate_within_15_percent_of_measured(tmp_path_factory, frames, clip_s
                                        device_type="cpu", parameters=checkpoint.parameters)
     weights = measured["weights"]
     assert prompt_phase[0].bytes == pytest.approx(weights, rel=1e-3)  # parameters; buffers are tiny
+    # The codec's fit was measured where oneDNN pads channels to blocks of 16 (AVX-512); with blocks of
+    # 8 (AVX2) this tiny codec's 2-channel clip encoder holds 24 % less (measured with
+    # ONEDNN_MAX_CPU_ISA=AVX2: 5.77 MB against 7.64), and the estimate is then an upper bound.
+    over = 1.15 if clip_samples == 0 or _onednn_blocks_of_16() else 1.35
     for peak, items in ((measured["prompt_peak"], prompt_phase), (measured["end_peak"], end_phase)):
         working = sum(i.bytes for i in items) - weights  # what the estimator adds above the weights
-        assert 0.85 <= working / peak <= 1.15, (working, peak, items)
+        assert 0.85 <= working / peak <= over, (working, peak, items)
     peak_measured = weights + max(measured["prompt_peak"], measured["end_peak"])
     peak_estimated = max(sum(i.bytes for i in prompt_phase), sum(i.bytes for i in end_phase))
-    assert 0.85 <= peak_estimated / peak_measured <= 1.15
+    assert 0.85 <= peak_estimated / peak_measured <= over
+
+
+def _onednn_blocks_of_16() -> bool:
+    """True where oneDNN runs its AVX-512 convolutions (channel blocks of 16), as the codec fit assumed."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    capped = bool(cap) and cap != "ALL" and not cap.startswith("AVX512")
+    return torch.backends.cpu.get_cpu_capability().startswith("AVX512") and not capped
 
 
 def test_published_sizes():

@@ -120,6 +120,8 @@ def codec_activation_bytes(codec_config, samples: int, dtype_bytes: int, batch: 
     stages hold the most, the ConvNeXt FFN at ``ffn_expansion`` × width twice (its output and the
     activation) plus padding copies and residuals. Fitted on peaks measured with the profiler for
     widths 2 and 8 (encoder and decoder agree within 5 %); the same formula holds for deeper stacks.
+    Those peaks were taken on AVX-512 CPUs, where oneDNN pads channels to blocks of 16; with AVX2's
+    blocks of 8 the narrowest (tiny) codecs hold up to ~25 % less, so there it is an upper bound.
     """
     per_sample = (2 * codec_config.ffn_expansion + 1.8) * codec_config.num_filters + 20
     return int(samples * per_sample) * dtype_bytes * batch
