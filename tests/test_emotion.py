@@ -69,10 +69,14 @@ def render(engine, text: str, voice: str = "warm-female", **fields):
 
 
 def semitones(audio: np.ndarray) -> np.ndarray:
+    """F0 of the voiced frames that are speech, not silence: pyin calls a pause's faint hum voiced
+    (a 400 Hz tone at -73 dB in the Mandarin question's pause on OpenVINO f32, the AVX2 path)."""
     import librosa
 
     f0, voiced, _ = librosa.pyin(audio, fmin=70, fmax=600, sr=24000, frame_length=1200)
-    return 12 * np.log2(f0[voiced & ~np.isnan(f0)])
+    level = librosa.amplitude_to_db(librosa.feature.rms(y=audio, frame_length=1200, hop_length=300)[0], ref=np.max)
+    audible = level[: f0.size] > -40
+    return 12 * np.log2(f0[voiced & audible & ~np.isnan(f0)])
 
 
 def level_db(audio: np.ndarray) -> float:

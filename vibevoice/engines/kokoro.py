@@ -28,7 +28,7 @@ from ..delivery import LineDelivery
 from ..errors import BadInput
 from ..phonemize import Phonemizer
 from ..voices import KokoroSpec, VoiceTemplate
-from . import kokoro_lanes, kokoro_model, kokoro_openvino
+from . import kokoro_int8, kokoro_lanes, kokoro_model, kokoro_openvino
 from .base import SAMPLE_RATE, Capabilities, ChunkAudio, Engine, Segment, split_text
 
 MAX_TOKENS = 510  # the model's context, minus the two boundary tokens it adds
@@ -168,7 +168,11 @@ class KokoroEngine(Engine):
 
     @property
     def version(self) -> str:  # type: ignore[override]  # the audio differs by runtime
-        return "kokoro-v1.0-int8/2" if self.runtime == "onnxruntime" else "kokoro-v1.0-ov-bf16/1"
+        if self.runtime == "openvino":
+            return "kokoro-v1.0-ov-bf16/1"
+        # uint8 weights (AVX2 without VNNI) give the audio int8 gives where it is exact: a new key, so
+        # chunks from the saturating graph (before kokoro_int8) are rendered again, not reused
+        return "kokoro-v1.0-int8/2" if kokoro_int8.signed_weights_exact() else "kokoro-v1.0-int8u8/2"
 
     @property
     def session(self):
