@@ -46,7 +46,7 @@ import onnxruntime as ort
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from vibevoice.engines import kokoro_model, kokoro_openvino, kokoro_ops
+from vibevoice.engines import kokoro_int8, kokoro_model, kokoro_openvino, kokoro_ops
 from vibevoice.engines.kokoro import neutral_arrays
 
 SAMPLE_RATE = 24_000
@@ -433,7 +433,9 @@ def main() -> None:
         original = ort.InferenceSession(kokoro_model.model_bytes(), options, providers=["CPUExecutionProvider"])
         start = time.perf_counter()
         fast = kokoro_model.load_session(workdir / "cache", threads=args.threads)
-        print(f"int8 graph: {time.perf_counter() - start:.1f}s to convert and load")
+        weights = ("int8 weights" if kokoro_int8.signed_weights_exact()
+                   else "uint8 weights: this CPU's u8 x s8 kernel saturates")
+        print(f"int8 graph ({weights}): {time.perf_counter() - start:.1f}s to convert and load")
         synths = {
             "(a) stock kokoro-onnx 0.6.1": stock_synth(workdir, args.voice, voice),
             f"(b) ours, int8 onnxruntime ({args.threads}t)": session_synth(fast, voice),
