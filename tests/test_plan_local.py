@@ -132,3 +132,29 @@ def test_int8_director_is_quantised_layer_by_layer_with_the_same_numbers(tmp_pat
     assert all(p.dtype == torch.float32 for p in ours.parameters())
     with torch.no_grad():
         assert torch.equal(reference(ids).logits, ours(ids).logits)
+
+
+def test_a_plan_given_up_stops_in_the_directors_process_which_stays_for_the_next(loaded):
+    """A cancelled job's director stops between two lines instead of planning on for nobody (the next
+    job's plan would queue behind it for minutes on a long script), and keeps its model: the same
+    process answers the next plan. The lines it did plan are in the plan cache; the others are not."""
+    import uuid
+
+    from vibevoice.errors import Cancelled
+    from vibevoice.plan import process
+
+    process.stop()
+    tag = uuid.uuid4().hex[:8]
+    script = parse_script("".join(f"[{'AB'[i % 2]}] Take {i} of rehearsal {tag}, and it goes on.\n" for i in range(40)))
+
+    def give_up(line):
+        raise Cancelled("the listener left")
+
+    with pytest.raises(Cancelled):
+        process.plan_in_child(script, "local", on_line=give_up)
+    child = process._child[0]
+    assert child.poll() is None  # not killed: its model stays loaded
+    again = process.plan_in_child(script, "local")
+    assert process._child[0].pid == child.pid and again.planner == "local" and not again.fallbacks
+    assert 1 <= len(again.cached) < 10, again.cached  # it stopped within a few lines of the cancel
+    process.stop()

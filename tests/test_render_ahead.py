@@ -5,6 +5,7 @@ Real jobs: the shipped local director (SmolLM2, in this process) and the embedde
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -73,6 +74,15 @@ def test_a_job_cancelled_while_rendering_ahead_resumes_with_what_it_rendered(tmp
     job = Job.open(service.root / info.id)
     rendered = {c.key for c in job.manifest.chunks if c.status == "done"}
     assert rendered and not job.manifest.chunked
+    while _director_running() and time.monotonic() < deadline:
+        time.sleep(0.05)
     job = prepare(service.root / info.id, JobRequest(script=MANY, planner="local"))
     job.direct()
     assert rendered <= {c.key for c in job.manifest.chunks if c.status == "done"}, "nothing rendered is lost"
+    # The cancelled job's director stopped at its next line: the lines it never planned are not in the
+    # plan cache (planning on for nobody, it would have cached all 40 before its thread ended).
+    assert len(job.manifest.plan.cached) < 40, job.manifest.plan.cached
+
+
+def _director_running() -> bool:
+    return any(t.name == "director" and t.is_alive() for t in threading.enumerate())

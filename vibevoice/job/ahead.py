@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+from ..errors import Cancelled
 from ..plan.schema import LinePlan, Plan
 
 PlanFn = Callable[[Callable[[LinePlan], None]], "Plan | None"]
@@ -28,7 +29,15 @@ class DirectorThread:
         self._plan: Plan | None = None
         self._error: BaseException | None = None
         self._changed = threading.Condition()
+        self._cancelled = False
         threading.Thread(target=self._run, args=(plan,), name="director", daemon=True).start()
+
+    def cancel(self) -> None:
+        """Nobody will take the rest (the job was cancelled or failed): the director stops at its next
+        line instead of planning on (a 90-minute script: minutes of both cores, and the next job's plan
+        queued behind it)."""
+        with self._changed:
+            self._cancelled = True
 
     def next_lines(self) -> list[LinePlan]:
         """The next lines whose plans are final, in script order (waits for at least one); [] once the
@@ -61,6 +70,8 @@ class DirectorThread:
 
     def _arrive(self, line: LinePlan) -> None:
         with self._changed:
+            if self._cancelled:
+                raise Cancelled("the job that asked for this plan was cancelled")
             if line.line_index >= self._next:
                 self._arrived[line.line_index] = line
                 self._changed.notify_all()

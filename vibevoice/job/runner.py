@@ -149,8 +149,18 @@ class Job:
         director = DirectorThread(lambda on_line: delivery.direct(self.script, planner, m.speaker_hints,
                                                                   progress=progress, on_line=on_line))
         kept = [c for c in m.chunks if c.status == "done" and (self.dir / c.file).exists()]
-        done, planned, ahead = {c.key: c for c in kept}, [], []
         started = time.monotonic()
+        try:
+            return self._render_while_directed(director, planner, kept, started, stop)
+        except BaseException:
+            director.cancel()
+            raise
+
+    def _render_while_directed(self, director: DirectorThread, planner: str, kept: list, started: float,
+                               stop: threading.Event | None) -> Plan | None:
+        """Each line's chunks rendered as its plan arrives; then the director's whole plan."""
+        m = self.manifest
+        done, planned, ahead = {c.key: c for c in kept}, [], []
         while lines := director.next_lines():
             partial = self._keep_unchanged(Plan(planner=planner, lines=lines))
             planned += partial.lines

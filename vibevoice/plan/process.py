@@ -14,6 +14,8 @@ The protocol is JSON lines: one request per line on the child's stdin (``{"plan"
 "lines"}}`` or ``{"warm": true}``), answers on its stdout marked with ``MARK`` (anything else a library
 prints there is ignored): ``{"done": n, "total": t}`` as lines finish (and, when ``lines`` is true, each
 line's final plan as ``{"line": …}``), then ``{"plan": …}``, ``{"warm": …}`` or ``{"error": …}`` (a ``BadInput`` such as an unknown planner, raised again in the parent).
+``{"cancel": true}`` while a plan runs (its job was cancelled) stops it between two lines, answered
+``{"cancelled": true}``: the model stays loaded and the next job's plan does not wait for the old one.
 ``VIBEVOICE_DIRECTOR_PROCESS=0`` plans in-process instead; so does ``VIBEVOICE_KEEP_DIRECTOR=1``.
 """
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import subprocess
 import sys
 import threading
@@ -35,6 +38,7 @@ from .schema import LinePlan, Plan
 MARK = "\x1evibevoice-plan "
 IDLE_SECONDS = 120.0
 NICENESS = 5
+CANCEL_SECONDS = 10.0  # how long a given-up plan may take to stop before its process is killed
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 CHILD = [sys.executable, "-m", "vibevoice.plan.process"]
 
@@ -133,13 +137,31 @@ def _exchange(child: subprocess.Popen, request: dict, progress, on_line) -> dict
             return answer
     except (BrokenPipeError, OSError):
         pass
-    except BaseException:  # the caller gave up (a cancelled job, Ctrl-C): the child's state is unknown
-        child.kill()
+    except BaseException:  # the caller gave up (a cancelled job, Ctrl-C): the child stops too
+        _abandon(child)
         raise
     if child.poll() is None:
         child.kill()
     answer["exit"] = child.wait()
     return answer
+
+
+def _abandon(child: subprocess.Popen) -> None:
+    """Tell the child to give the running plan up and wait until it says so (it checks between two
+    lines), so it neither plans on for nobody nor holds the lock the next job's plan waits for, and its
+    model stays loaded for that job. A child silent for ``CANCEL_SECONDS`` is killed."""
+    killer = threading.Timer(CANCEL_SECONDS, child.kill)
+    killer.start()
+    try:
+        child.stdin.write(json.dumps({"cancel": True}) + "\n")
+        child.stdin.flush()
+        for line in child.stdout:
+            if line.startswith(MARK) and not {"done", "line"} & json.loads(line[len(MARK):]).keys():
+                return  # its answer: "cancelled", or the plan it had just finished
+    except (OSError, ValueError):
+        child.kill()
+    finally:
+        killer.cancel()
 
 
 def main() -> None:
@@ -157,26 +179,57 @@ def main() -> None:
     # The job renders each line while this plans the next (``job/ahead.py``): on two cores the audio
     # someone is waiting for goes first, and the director takes what the render leaves.
     os.nice(NICENESS)
-    for line in sys.stdin:
+    cancel, requests = _read_requests()
+    while (request := requests.get()) is not None:
         if timer is not None:
             timer.cancel()
-        request = json.loads(line)
+        cancel.clear()  # a cancel that came after its plan was answered is not for this one
+
+        def check() -> None:
+            if cancel.is_set():
+                raise _PlanCancelled
+
         try:
             if "warm" in request:  # the model loaded and its prompt state computed
                 say({"warm": _warm(LocalPlanner, PlannerSettings)})
             else:
                 asked = request["plan"]
-                tell = (lambda line: say({"line": line.model_dump(mode="json")})) if asked.get("lines") else None
-                plan = make_plan(Script.model_validate(asked["script"]), asked["planner"],
-                                 progress=lambda done, total: say({"done": done, "total": total}), on_line=tell)
+                tell = ((lambda line: (check(), say({"line": line.model_dump(mode="json")})))
+                        if asked.get("lines") else None)
+                plan = make_plan(Script.model_validate(asked["script"]), asked["planner"], on_line=tell,
+                                 progress=lambda done, total: (check(), say({"done": done, "total": total})))
                 say({"plan": plan.model_dump(mode="json")})
         except BadInput as err:
             say({"error": str(err)})
+        except _PlanCancelled:
+            say({"cancelled": True})
         if idle <= 0:
             return
         timer = threading.Timer(idle, os._exit, args=(0,))  # nobody came: all of it goes back to the OS
         timer.daemon = True
         timer.start()
+
+
+class _PlanCancelled(Exception):
+    """Raised in the child between two lines once the parent has given the plan up."""
+
+
+def _read_requests() -> tuple[threading.Event, queue.Queue[dict | None]]:
+    """stdin read in a thread: ``{"cancel": true}`` sets the event at once (a plan is running), every
+    other request is queued; None once stdin closes."""
+    cancel, requests = threading.Event(), queue.Queue()
+
+    def read() -> None:
+        for line in sys.stdin:
+            message = json.loads(line)
+            if "cancel" in message:
+                cancel.set()
+            else:
+                requests.put(message)
+        requests.put(None)
+
+    threading.Thread(target=read, name="requests", daemon=True).start()
+    return cancel, requests
 
 
 def _warm(planner, settings) -> bool:
