@@ -30,7 +30,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import BadInput
+from ..errors import BadInput, Cancelled
 from ..script import Script
 from . import rules
 from .schema import LinePlan, Plan
@@ -210,7 +210,7 @@ def main() -> None:
         timer.start()
 
 
-class _PlanCancelled(Exception):
+class _PlanCancelled(Cancelled):
     """Raised in the child between two lines once the parent has given the plan up."""
 
 
