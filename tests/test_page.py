@@ -146,6 +146,40 @@ def test_missing_model_directory_is_explained(page):
     _snapshot(page, "page-missing-model.png")
 
 
+def test_a_model_directory_typed_just_after_switching_engines_is_kept(page):
+    """The field follows the engine only while it holds a default, and that is decided in the browser: a
+    folder typed right after switching is not overwritten by a late answer (it was, once, in CI)."""
+    page.get_by_text("Engine and settings").click()
+    field = page.get_by_label("VibeVoice model directory (converted checkpoint)")
+    page.get_by_label("VibeVoice (local checkpoint)").check()
+    field.fill("/models/mine")
+    page.wait_for_timeout(1000)  # time for any answer to the engine change to land
+    assert field.input_value() == "/models/mine"
+    page.get_by_label("Qwen3-TTS (local checkpoint)").check()
+    page.get_by_label("VibeVoice (local checkpoint)").check()
+    page.wait_for_timeout(500)
+    assert field.input_value() == "/models/mine"
+
+
+def test_the_model_directory_follows_the_engine_while_it_holds_a_default(page, monkeypatch):
+    """The browser-side rule itself, run by Chromium with configured checkpoints for both engines."""
+    import json
+
+    from ui import handlers
+
+    monkeypatch.setenv("VIBEVOICE_MODEL_DIR", "/models/vibevoice")
+    monkeypatch.setenv("VIBEVOICE_QWEN3_MODEL_DIR", "/models/qwen3")
+    follow = handlers.engine_model_dir_js()
+
+    def switch(label: str, current: str) -> str:
+        return page.evaluate(f"({follow})({json.dumps(label)}, {json.dumps(current)})")
+
+    assert switch("VibeVoice (local checkpoint)", "") == "/models/vibevoice"
+    assert switch("Qwen3-TTS (local checkpoint)", "/models/vibevoice") == "/models/qwen3"
+    assert switch("Qwen3-TTS (local checkpoint)", " /models/mine ") == " /models/mine "
+    assert switch("Embedded (Kokoro, offline)", "/models/qwen3") == "/models/qwen3"
+
+
 def test_director_plan_is_shown_before_rendering(page):
     page.locator("#vv-script textarea").fill("[A] (laughs) That is the funniest thing I have heard all week!\n"
                                              "[B] Is it, though?\n")

@@ -7,6 +7,7 @@ script problems), so the page never shows a traceback.
 from __future__ import annotations
 
 import html
+import json
 import os
 import time
 from dataclasses import dataclass, fields
@@ -347,12 +348,16 @@ def default_model_dir() -> str:
     return os.environ.get("VIBEVOICE_MODEL_DIR", "")
 
 
-def engine_model_dir(label: str, current: str) -> str:
-    """The shared model-directory field follows the engine: its configured checkpoint, unless one was typed."""
+def engine_model_dir_js() -> str:
+    """The shared model-directory field follows the engine (its configured checkpoint, unless one was
+    typed), in the browser: done on the server, the answer could land after the user had typed a path
+    and overwrite it (seen in CI on a busy machine: a path typed just after switching the engine was
+    replaced by the empty default, and the job failed for another reason than the user's folder)."""
     defaults = {"vibevoice": default_model_dir(), "qwen3": _qwen3_default()}
-    if (current or "").strip() and current.strip() not in defaults.values():
-        return gr.skip()
-    return defaults.get(ENGINES.get(label, "voices"), current or "")
+    by_label = {label: defaults[engine] for label, engine in ENGINES.items() if engine in defaults}
+    return (f"(label, current) => {{ const byLabel = {json.dumps(by_label)}; const typed = (current || '').trim();"
+            " if (typed && !Object.values(byLabel).includes(typed)) return current;"
+            " return label in byLabel ? byLabel[label] : (current || ''); }")
 
 
 def _qwen3_default() -> str:

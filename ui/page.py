@@ -244,7 +244,7 @@ def _wire_script(c: Controls) -> None:
     s["content"].change(**checks, api_name=False)
     cloning = [c.consent, *[row.clip for row in c.rows]]
     s["engine"].change(h.cloning_visible(len(cloning)), s["engine"], cloning, api_name=False)
-    s["engine"].change(h.engine_model_dir, [s["engine"], s["model_dir"]], s["model_dir"], api_name=False)
+    s["engine"].change(None, [s["engine"], s["model_dir"]], s["model_dir"], js=h.engine_model_dir_js(), api_name=False)
     c.design.click(h.create_designed_voice, [c.design_name, c.design_text], [c.design_note, s["engine"], *[r.voice for r in c.rows]],
                    api_name="design_voice")
     for row in c.rows:
