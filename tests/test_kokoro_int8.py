@@ -20,6 +20,12 @@ def test_uint8_weights_multiply_exactly_at_full_scale():
     assert kokoro_int8.products_exact(kokoro_int8.full_scale_weights(signed=False))
 
 
+def test_the_shipped_probe_is_the_one_the_code_builds():
+    """The 1 KB graph read at every start (no ``onnx`` import there) is exactly what ``probe_model`` makes."""
+    shipped = onnx.load_from_string(kokoro_int8.shipped_probe())
+    assert shipped == onnx.load_from_string(kokoro_int8.probe_model(kokoro_int8.full_scale_weights(signed=True)))
+
+
 def test_the_weights_this_cpu_gets_multiply_exactly():
     """What the conversion picks here gives exact products (int8 on VNNI/AMX/ARM, uint8 on AVX2 only)."""
     signed = kokoro_int8.signed_weights_exact()

@@ -13,7 +13,8 @@ Why
 
 What it does
     :func:`signed_weights_exact` asks the runtime rather than the CPU flags: it runs one
-    MatMulInteger whose pairs of products overflow int16 and compares with numpy's exact sum.  Where
+    MatMulInteger whose pairs of products overflow int16 (``int8_probe.onnx``, shipped so that the
+    check needs no ``onnx``) and compares with numpy's exact sum.  Where
     that fails, :func:`unsigned_weights` moves every int8 weight of the graph to uint8
     (``w + 128`` with the zero point ``+ 128``: the same integers after subtracting it), and the
     rewrite keeps the convolutions' uint8 weights as shipped; onnxruntime's u8 x u8 kernel widens to
@@ -24,6 +25,7 @@ What it does
 from __future__ import annotations
 
 import functools
+import importlib.resources
 import logging
 
 import numpy as np
@@ -32,11 +34,12 @@ from .kokoro_graph import Rewriter
 
 log = logging.getLogger(__name__)
 
+PROBE_FILE = "int8_probe.onnx"
 #: The inputs of DynamicQuantizeLSTM that hold int8 weights and their zero points (W, R, W_zp, R_zp).
 _LSTM_WEIGHTS = (1, 2, 9, 11)
 
 
-def _probe_model(weights: np.ndarray) -> bytes:
+def probe_model(weights: np.ndarray) -> bytes:
     """``MatMulInteger(a: uint8 input, weights: constant)``, the way the Kokoro graph calls it."""
     from onnx import TensorProto, helper, numpy_helper
 
@@ -55,12 +58,13 @@ def _probe_model(weights: np.ndarray) -> bytes:
     return model.SerializeToString()
 
 
-def products_exact(weights: np.ndarray) -> bool:
-    """True if onnxruntime's MatMulInteger with these constant weights equals the exact integer product
-    for full-scale activations (255, zero point 0), the worst case for an int16 pair sum."""
+def products_exact(weights: np.ndarray, model: bytes | None = None) -> bool:
+    """True if onnxruntime's MatMulInteger with these constant weights (``model``: their probe, default
+    built with ``onnx``) equals the exact integer product for full-scale activations (255, zero point 0),
+    the worst case for an int16 pair sum."""
     import onnxruntime as ort
 
-    session = ort.InferenceSession(_probe_model(weights), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(model or probe_model(weights), providers=["CPUExecutionProvider"])
     a = np.full((1, 16, weights.shape[0]), 255, np.uint8)
     (got,) = session.run(None, {"a": a, "a_zero": np.zeros((), np.uint8)})
     offset = 0 if weights.dtype == np.int8 else 128
@@ -75,14 +79,20 @@ def full_scale_weights(signed: bool, rows: int = 64, cols: int = 16) -> np.ndarr
     return values.astype(np.int8) if signed else (values + 128).astype(np.uint8)
 
 
+def shipped_probe() -> bytes:
+    """``probe_model(full_scale_weights(signed=True))`` as shipped next to this module (1 KB), so the
+    check at every start needs onnxruntime only (``import onnx`` alone takes 0.3-0.7 s)."""
+    return (importlib.resources.files(__package__) / PROBE_FILE).read_bytes()
+
+
 @functools.cache
 def signed_weights_exact() -> bool:
     """True where onnxruntime multiplies uint8 x int8 exactly on this CPU (VNNI, AMX, ARM); False where
     its kernel saturates (x86 with AVX2 only).  Once per process; True if the probe cannot run."""
     try:
-        exact = products_exact(full_scale_weights(signed=True))
-    except Exception as error:  # noqa: BLE001  # onnx missing or a runtime without the op: keep the default
-        log.debug("int8 probe did not run: %s", error)
+        exact = products_exact(full_scale_weights(signed=True), shipped_probe())
+    except Exception as error:  # noqa: BLE001  # a missing file or a runtime without the op: keep the default
+        log.warning("int8 probe did not run (%s): Kokoro's int8 graph keeps int8 weights", error)
         return True
     if not exact:
         log.info("this CPU's uint8 x int8 kernel saturates: Kokoro's int8 graph uses uint8 weights")
