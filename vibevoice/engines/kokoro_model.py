@@ -219,7 +219,10 @@ def load_session(
 
 def _cache_key(precision: str) -> str:
     """One file per graph: the int8 one has uint8 weights (``-u8``) where this CPU needs them."""
-    suffix = f"-{precision}" if precision != "int8" else "" if kokoro_int8.signed_weights_exact() else "-u8"
+    if precision == "int8":
+        suffix = "" if kokoro_int8.signed_weights_exact() else "-u8"
+    else:
+        suffix = f"-{precision}"
     return f"kokoro-v1.0-{_expected_sha256()[:16]}-conv{CONVERTER_VERSION}{suffix}"
 
 
