@@ -211,6 +211,9 @@ def test_the_transcript_times_hears_auditions_and_rerenders_one_line(page, serve
     page.wait_for_function("(() => { const t = document.querySelector('#vv-transcript [role=row][data-index=\"1\"]');"
                            " return t && t.textContent.includes('–'); })()", timeout=60_000)
     assert "–" in _transcript_cell(page, 2, "time").inner_text()
+    # The rows are painted every 250 ms, and Gradio redraws them as the table updates: wait for the paint.
+    page.wait_for_function("document.querySelector('#vv-transcript [role=row][data-index=\"0\"]')"
+                           "?.style.borderLeft.includes('solid')", timeout=10_000)
     assert "solid" in _transcript_cell(page, 1, "line").evaluate("cell => cell.parentElement.style.borderLeft")
     # Choose line 2 with the keyboard-reachable table, hear it in place: the player highlights that line.
     _transcript_cell(page, 2, "text").click()
