@@ -99,20 +99,22 @@ def signed_weights_exact() -> bool:
     return exact
 
 
-def _as_unsigned(g: Rewriter, name: str, done: dict[str, str]) -> str:
-    """The uint8 twin of one int8 initializer (made once; weights shared by several nodes stay shared)."""
-    if name not in done:
+def _as_unsigned(g: Rewriter, name: str) -> str:
+    """The uint8 twin of one int8 initializer (``Rewriter.const`` makes it once per name, so weights
+    shared by several nodes stay shared)."""
+
+    def shifted() -> np.ndarray:
         array = g.array(name)
         if array.dtype != np.int8:
             raise ValueError(f"{name!r}: expected int8 weights, found {array.dtype}")
-        done[name] = g.const(f"{name}/u8", (array.astype(np.int16) + 128).astype(np.uint8))
-    return done[name]
+        return (array.astype(np.int16) + 128).astype(np.uint8)
+
+    return g.const(f"{name}/u8", shifted)
 
 
 def unsigned_weights(g: Rewriter) -> int:
     """Every MatMulInteger's and DynamicQuantizeLSTM's constant int8 weights (and zero points) as uint8;
     returns how many nodes changed.  The integer products are unchanged: ``(w + 128) - (z + 128)``."""
-    done: dict[str, str] = {}
     changed = 0
     for node in g.graph.node:
         slots = {"MatMulInteger": (1, 3), "DynamicQuantizeLSTM": _LSTM_WEIGHTS}.get(node.op_type, ())
@@ -120,6 +122,6 @@ def unsigned_weights(g: Rewriter) -> int:
         if not slots or g.array(node.input[slots[0]]).dtype != np.int8:
             continue
         for i in slots:
-            node.input[i] = _as_unsigned(g, node.input[i], done)
+            node.input[i] = _as_unsigned(g, node.input[i])
         changed += 1
     return changed
