@@ -4,7 +4,7 @@ For every emotion of the director's vocabulary at full strength (an explicit hin
 ``delivery.line_delivery`` with ``emotion_source="hint"``) and every Kokoro voice preset (English
 presets read the English lines, Mandarin presets the Mandarin ones), each line is rendered by the
 embedded engine next to the same line neutral by the same preset, and measured relative to it: F0
-median and F0 range (10th-90th percentile; pyin, two passes: ``F0_TRACKER``) in semitones, level in
+median and F0 range (10th-90th percentile; pyin, two passes fitted to the recording: ``F0_TRACKER``) in semitones, level in
 dB (active samples), speaking rate (neutral length / length), and with ``--qa`` the WER/CER
 (faster-whisper: tiny.en for English, base for Mandarin, one model each per process, as the project's
 QA) and Distill-MOS difference. Lines are the texts of ``bench/data/planner_labels.jsonl``.
@@ -124,13 +124,18 @@ def wanted(voice, text: str, emotion: str):
 
 
 #: F0 is tracked in two passes (pyin), the band fitted to each recording, after De Looze & Hirst's
-#: two-pass method (theirs sets both bounds from quartiles; here only the floor moves): a wide first
-#: pass gives the recording's median, the second searches from an octave below it. One fixed floor
-#: does not fit all presets: at 70 Hz deep-male's 5th percentile sat on the floor (70.0 Hz in every
-#: line), cutting off its low notes (calm read as +8 % range from a x0.8 recipe); at 50 Hz the female
+#: two-pass method (theirs sets both bounds from quartiles; here they are an octave either side of
+#: the median): a wide first pass gives the recording's median, the second searches from an octave
+#: below it to an octave above it, never below the fixed 600 Hz ceiling. One fixed floor does not
+#: fit all presets: at 70 Hz deep-male's 5th percentile sat on the floor (70.0 Hz in every line),
+#: cutting off its low notes (calm read as +8 % range from a x0.8 recipe); at 50 Hz the female
 #: presets' creaky phrase ends were tracked an octave low (warm-female tender +24 %, against -18 %
-#: with the fitted band).
-F0_TRACKER = {"first_pass": (50.0, 600.0), "floor_below_median": 0.5, "ceiling": 600.0}
+#: with the fitted band). Nor does one fixed ceiling: light-female's excited peaks pass 600 Hz, and
+#: pyin called those frames unvoiced, so the range left out its top (the audio follows the graph's
+#: F0 there: 89-96 % of voiced frames within a semitone of it). Below a 300 Hz median the ceiling is
+#: the 600 Hz it always was.
+F0_TRACKER = {"first_pass": (50.0, 600.0), "floor_below_median": 0.5, "ceiling_above_median": 2.0,
+              "ceiling": 600.0}
 
 
 def f0_stats(audio: np.ndarray) -> tuple[float, float]:
@@ -141,8 +146,9 @@ def f0_stats(audio: np.ndarray) -> tuple[float, float]:
         return f0[voiced & ~np.isnan(f0)]
 
     first = track(*F0_TRACKER["first_pass"])
-    floor = max(F0_TRACKER["first_pass"][0], float(np.median(first)) * F0_TRACKER["floor_below_median"])
-    f0 = track(floor, F0_TRACKER["ceiling"])
+    median = float(np.median(first))
+    floor = max(F0_TRACKER["first_pass"][0], median * F0_TRACKER["floor_below_median"])
+    f0 = track(floor, max(F0_TRACKER["ceiling"], median * F0_TRACKER["ceiling_above_median"]))
     st = 12 * np.log2(f0)
     return float(np.median(st)), float(np.percentile(st, 90) - np.percentile(st, 10))
 
