@@ -460,13 +460,17 @@ class JobService:
             if index >= len(m.chunks):
                 return
             if m.chunks[index].status == "done":
+                # Every finished chunk this reading of the manifest shows, from one layout: a finished
+                # job streams in one pass, not one manifest read and timeline per chunk.
                 placed, _ = layout(job)
-                try:
-                    audio = job.chunk_audio(m.chunks[index])
-                except (OSError, RuntimeError, VibeVoiceError):
-                    return  # its files went away (deleted): the stream ends where the audio ends
-                yield audio, placed[index][1]
-                index += 1
+                ready = len(m.chunks) if m.chunked else min(m.ahead, len(m.chunks))
+                while index < ready and m.chunks[index].status == "done":
+                    try:
+                        audio = job.chunk_audio(m.chunks[index])
+                    except (OSError, RuntimeError, VibeVoiceError):
+                        return  # its files went away (deleted): the stream ends where the audio ends
+                    yield audio, placed[index][1]
+                    index += 1
             elif m.status not in ACTIVE:
                 return  # stopped or failed: end the stream where the audio ends
             else:
