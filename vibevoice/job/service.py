@@ -452,7 +452,8 @@ class JobService:
             except NotFound:
                 return  # deleted while someone listened
             m = job.manifest
-            if not m.chunked and index >= m.ahead:  # the director is still planning these lines
+            ready = len(m.chunks) if m.chunked else m.ahead  # while planning: the chunks keyed ahead
+            if not m.chunked and index >= ready:  # the director is still planning these lines
                 if m.status not in ACTIVE:
                     return
                 seen = self.executor.wait_change(poll, seen)
@@ -463,7 +464,6 @@ class JobService:
                 # Every finished chunk this reading of the manifest shows, from one layout: a finished
                 # job streams in one pass, not one manifest read and timeline per chunk.
                 placed, _ = layout(job)
-                ready = len(m.chunks) if m.chunked else min(m.ahead, len(m.chunks))
                 while index < ready and m.chunks[index].status == "done":
                     try:
                         audio = job.chunk_audio(m.chunks[index])
